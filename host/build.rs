@@ -1,0 +1,60 @@
+//! Compiles the default mapper components in `../mappers` for `wasm32-wasip2` so the
+//! binary can embed them (`PROXBOX_MAPPERS_DIR`).
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+fn main() {
+    let manifest_dir =
+        PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
+    let root = manifest_dir.parent().expect("workspace root").to_path_buf();
+    let mappers = root.join("mappers");
+    println!("cargo:rerun-if-changed={}", mappers.display());
+    println!("cargo:rerun-if-changed={}", root.join("wit").display());
+
+    let target_dir = guest_target_dir();
+    let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
+    let mut cmd = Command::new(cargo);
+    cmd.current_dir(&mappers)
+        .args([
+            "build",
+            "--release",
+            "--locked",
+            "--target",
+            "wasm32-wasip2",
+            "--workspace",
+        ])
+        .arg("--target-dir")
+        .arg(&target_dir);
+    // Flags meant for the host build must not leak into the guest build.
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_TARGET",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_PROFILE_RELEASE_DEBUG",
+    ] {
+        cmd.env_remove(var);
+    }
+    let status = cmd.status().expect("run cargo for the mapper components");
+    assert!(
+        status.success(),
+        "building the default mappers failed; is the wasm32-wasip2 target installed? (`rustup target add wasm32-wasip2`)"
+    );
+    let out = target_dir.join("wasm32-wasip2").join("release");
+    println!("cargo:rustc-env=PROXBOX_MAPPERS_DIR={}", out.display());
+}
+
+/// `<cargo target dir>/wasm-guests`, shared by debug, release and check builds.
+fn guest_target_dir() -> PathBuf {
+    let out_dir = PathBuf::from(std::env::var_os("OUT_DIR").expect("OUT_DIR"));
+    // OUT_DIR is <target>/[<triple>/]<profile>/build/<pkg>-<hash>/out.
+    let target = out_dir
+        .ancestors()
+        .find(|p| p.join("CACHEDIR.TAG").is_file())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| out_dir.join("guests"));
+    target.join("wasm-guests")
+}
