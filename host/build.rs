@@ -9,8 +9,8 @@ fn main() {
         PathBuf::from(std::env::var_os("CARGO_MANIFEST_DIR").expect("CARGO_MANIFEST_DIR"));
     let root = manifest_dir.parent().expect("workspace root").to_path_buf();
     let mappers = root.join("mappers");
-    println!("cargo:rerun-if-changed={}", mappers.display());
-    println!("cargo:rerun-if-changed={}", root.join("wit").display());
+    watch(&mappers);
+    watch(&root.join("wit"));
 
     let target_dir = guest_target_dir();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
@@ -45,6 +45,24 @@ fn main() {
     );
     let out = target_dir.join("wasm32-wasip2").join("release");
     println!("cargo:rustc-env=PROXBOX_MAPPERS_DIR={}", out.display());
+}
+
+/// Rerun when any source file under `dir` (but not a `target` folder) changes.
+fn watch(dir: &Path) {
+    println!("cargo:rerun-if-changed={}", dir.display());
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            if path.file_name().is_some_and(|n| n != "target") {
+                watch(&path);
+            }
+        } else {
+            println!("cargo:rerun-if-changed={}", path.display());
+        }
+    }
 }
 
 /// `<cargo target dir>/wasm-guests`, shared by debug, release and check builds.

@@ -87,6 +87,7 @@ impl MapperEngine {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_sync(&mut linker)?;
+        deny_sleeping(&mut linker)?;
 
         spawn_epoch_ticker(&engine);
         let cache = cache_dir.map(|dir| ArtifactCache::new(dir, &engine));
@@ -177,6 +178,24 @@ impl MapperEngine {
         store.limiter(|state| &mut state.memory);
         store
     }
+}
+
+/// Replace the monotonic clock's timers with traps.
+///
+/// A WASI sleep blocks inside the host, where the epoch deadline cannot interrupt it;
+/// mappers have no use for timers, so asking for one fails the call at once.
+fn deny_sleeping(linker: &mut Linker<GuestState>) -> anyhow::Result<()> {
+    linker.allow_shadowing(true);
+    let mut clock = linker.instance("wasi:clocks/monotonic-clock@0.2.6")?;
+    for name in ["subscribe-duration", "subscribe-instant"] {
+        clock.func_new(name, move |_, _, _, _| {
+            Err(wasmtime::format_err!(
+                "mappers may not sleep or wait (`{name}` is denied)"
+            ))
+        })?;
+    }
+    linker.allow_shadowing(false);
+    Ok(())
 }
 
 /// Whether `bytes` is a core WebAssembly module (version 1) rather than a component.

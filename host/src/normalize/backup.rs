@@ -17,7 +17,7 @@ pub fn backup(value: &Value) -> Result<BackupInput, NormalizeError> {
         .split_once(':')
         .map(|(s, _)| s.to_string())
         .ok_or_else(|| NormalizeError::new(format!("backup volid `{volid}` names no storage")))?;
-    let ctime = as_i64(obj.get("ctime"));
+    let ctime = as_i64(obj.get("ctime")).filter(|&t| t > 0);
     let encrypted = match obj.get("encrypted") {
         Some(Value::String(s)) if !s.is_empty() => Some(s.clone()),
         Some(other) if as_bool(Some(other)) == Some(true) => Some("true".to_string()),

@@ -60,7 +60,7 @@ pub fn guest(
 
     let memory_bytes = as_u64(res.get("maxmem"))
         .filter(|&b| b > 0)
-        .or_else(|| as_u64(cfg.get("memory")).map(|mib| mib.saturating_mul(MIB)));
+        .or_else(|| config_memory_mib(cfg.get("memory")).map(|mib| mib.saturating_mul(MIB)));
     let vcpus = as_u64(res.get("maxcpu"))
         .filter(|&n| n > 0)
         .or_else(|| config_vcpus(cfg, guest_type))
@@ -126,10 +126,15 @@ fn config_vcpus(cfg: &Map<String, Value>, guest_type: GuestType) -> Option<u64> 
     if let Some(vcpus) = as_u64(cfg.get("vcpus")).filter(|&n| n > 0) {
         return Some(vcpus);
     }
-    let cores = as_u64(cfg.get("cores"))?;
+    let cores = as_u64(cfg.get("cores"));
+    let sockets = as_u64(cfg.get("sockets"));
     match guest_type {
-        GuestType::Qemu => Some(cores * as_u64(cfg.get("sockets")).unwrap_or(1).max(1)),
-        GuestType::Lxc => Some(cores),
+        // Proxmox defaults both to 1 when only one is set.
+        GuestType::Qemu if cores.is_some() || sockets.is_some() => {
+            Some(cores.unwrap_or(1).max(1) * sockets.unwrap_or(1).max(1))
+        }
+        GuestType::Qemu => None,
+        GuestType::Lxc => cores,
     }
 }
 
@@ -176,7 +181,19 @@ fn parse_agent(value: &Value) -> Option<bool> {
             None => return as_bool(Some(&Value::String(part.to_string()))),
         }
     }
-    None
+    // Options without `enabled` (`fstrim_cloned_disks=1`): the agent stays off, as in Proxmox.
+    (!text.trim().is_empty()).then_some(false)
+}
+
+/// The config `memory` in MiB: `2048`, `"2048"`, or the PVE 8.1+ form `"current=2048"`.
+fn config_memory_mib(value: Option<&Value>) -> Option<u64> {
+    if let Some(mib) = as_u64(value) {
+        return Some(mib);
+    }
+    let text = value?.as_str()?;
+    text.split(',')
+        .find_map(|part| part.strip_prefix("current="))
+        .and_then(|mib| mib.trim().parse().ok())
 }
 
 /// Split a Proxmox property string into its leading positional value and its `k=v` options.
@@ -416,6 +433,7 @@ mod tests {
         assert_eq!(parse_agent(&json!("enabled=0")), Some(false));
         assert_eq!(parse_agent(&json!(0)), Some(false));
         assert_eq!(parse_agent(&json!("1")), Some(true));
+        assert_eq!(parse_agent(&json!("fstrim_cloned_disks=1")), Some(false));
     }
 
     #[test]
@@ -425,9 +443,28 @@ mod tests {
         assert_eq!(g.memory_bytes, Some(2048 * MIB));
         let g = guest(&res, Some(&json!({"memory": 4096})), None, None).unwrap();
         assert_eq!(g.memory_bytes, Some(4096 * MIB));
+        let g = guest(
+            &res,
+            Some(&json!({"memory": "current=1024,shares=50"})),
+            None,
+            None,
+        )
+        .unwrap();
+        assert_eq!(g.memory_bytes, Some(1024 * MIB));
         let res = json!({"vmid": "100", "type": "lxc", "node": "pve1", "maxmem": "1073741824"});
         let g = guest(&res, None, None, None).unwrap();
         assert_eq!((g.vmid, g.memory_bytes), (100, Some(1 << 30)));
+    }
+
+    #[test]
+    fn vcpus_from_cores_and_sockets() {
+        let res = json!({"vmid": 100, "type": "qemu", "node": "pve1"});
+        let vcpus = |cfg| guest(&res, Some(&cfg), None, None).unwrap().vcpus;
+        assert_eq!(vcpus(json!({"cores": 2, "sockets": 2})), Some(4));
+        assert_eq!(vcpus(json!({"sockets": 2})), Some(2));
+        assert_eq!(vcpus(json!({"cores": "3"})), Some(3));
+        assert_eq!(vcpus(json!({"vcpus": 3, "cores": 4})), Some(3));
+        assert_eq!(vcpus(json!({})), None);
     }
 
     #[test]

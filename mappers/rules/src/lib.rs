@@ -64,7 +64,11 @@ pub fn backup_subtype(subtype: Option<&str>, volid: &str) -> &'static str {
         _ => {}
     }
     let volume = volid.split_once(':').map_or(volid, |(_, v)| v);
-    if volume.contains("/ct/") || volume.starts_with("ct/") || volume.contains("vzdump-lxc-") {
+    if volume.contains("/ct/")
+        || volume.starts_with("ct/")
+        || volume.contains("vzdump-lxc-")
+        || volume.contains("vzdump-openvz-")
+    {
         "lxc"
     } else if volume.contains("/vm/")
         || volume.starts_with("vm/")
@@ -121,8 +125,9 @@ fn format_from_file_name(volume: &str) -> Option<&'static str> {
         .next()
         .unwrap_or(volume)
         .to_ascii_lowercase();
-    const SUFFIXES: [(&str, &str); 8] = [
+    const SUFFIXES: [(&str, &str); 9] = [
         (".vma.zst", "zst"),
+        (".vma.zstd", "zst"),
         (".tar.zst", "tzst"),
         (".tar.gz", "tgz"),
         (".tgz", "tgz"),
@@ -143,7 +148,8 @@ pub fn disk_format(format: Option<&str>, volume: &str) -> Option<String> {
     if let Some(f) = format.filter(|f| !f.is_empty()) {
         return Some(f.to_string());
     }
-    let name = volume.rsplit('/').next().unwrap_or(volume);
+    let path = volume.split_once(':').map_or(volume, |(_, v)| v);
+    let name = path.rsplit('/').next().unwrap_or(path);
     for ext in ["qcow2", "vmdk", "raw", "subvol"] {
         if name.ends_with(&format!(".{ext}")) {
             return Some(ext.to_string());
@@ -262,6 +268,36 @@ mod tests {
             "tgz"
         );
         assert_eq!(backup_format(None, "local:backup/unknown"), "undefined");
+        assert_eq!(
+            backup_format(None, "local:backup/vzdump-qemu-1.vma.zstd"),
+            "zst"
+        );
+        assert_eq!(
+            backup_subtype(None, "local:backup/vzdump-openvz-1.tar"),
+            "lxc"
+        );
+    }
+
+    #[test]
+    fn disk_formats() {
+        assert_eq!(
+            disk_format(None, "local-lvm:subvol-102-disk-0").as_deref(),
+            Some("subvol")
+        );
+        assert_eq!(
+            disk_format(None, "local:101/subvol-101-disk-0.subvol").as_deref(),
+            Some("subvol")
+        );
+        assert_eq!(
+            disk_format(None, "local:100/vm-100-disk-0.qcow2").as_deref(),
+            Some("qcow2")
+        );
+        assert_eq!(
+            disk_format(None, "local-lvm:vm-100-disk-0").as_deref(),
+            Some("raw")
+        );
+        assert_eq!(disk_format(Some("vmdk"), "x:y").as_deref(), Some("vmdk"));
+        assert_eq!(disk_format(None, "/dev/sdb"), None);
     }
 
     #[test]

@@ -9,9 +9,8 @@ use proxbox_mapper_rules as rules;
 struct StorageMapper;
 
 /// Plugin fields copied from same-named Proxmox keys as text.
-const TEXT_FIELDS: [&str; 14] = [
+const TEXT_FIELDS: [&str; 13] = [
     "server",
-    "port",
     "username",
     "export",
     "share",
@@ -66,15 +65,14 @@ impl Guest for StorageMapper {
                 fields.push((key.to_string(), rules::json_string(value)));
             }
         }
+        if let Some(port) = option("port") {
+            fields.push(("port".to_string(), integer_or_text(port)));
+        }
         if let Some(prune) = option("prune-backups") {
             fields.push(("prune_backups".to_string(), rules::json_string(prune)));
         }
         if let Some(max) = option("max-protected-backups") {
-            let value = max
-                .trim()
-                .parse::<i64>()
-                .map_or_else(|_| rules::json_string(max), |n| n.to_string());
-            fields.push(("max_protected_backups".to_string(), value));
+            fields.push(("max_protected_backups".to_string(), integer_or_text(max)));
         }
         if let Some(raw) = storage.raw.iter().find(|r| r.name == "storage") {
             fields.push(("raw_config".to_string(), raw.json.clone()));
@@ -88,6 +86,14 @@ impl Guest for StorageMapper {
             tags: rules::tags_with_owner([]),
         }))
     }
+}
+
+/// JSON integer for numeric text, else a JSON string (the plugin reports the mismatch).
+fn integer_or_text(value: &str) -> String {
+    value
+        .trim()
+        .parse::<i64>()
+        .map_or_else(|_| rules::json_string(value), |n| n.to_string())
 }
 
 export!(StorageMapper);
