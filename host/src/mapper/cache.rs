@@ -48,11 +48,13 @@ impl ArtifactCache {
         compile: impl FnOnce() -> Result<Component, LoadError>,
     ) -> Result<Component, LoadError> {
         let path = self.entry_path(bytes);
-        if path.is_file() {
+        // Read into memory rather than mapping the file: a cache entry replaced or
+        // truncated by another process must not pull code out from under us.
+        if let Ok(artefact) = std::fs::read(&path) {
             // SAFETY: entries are only written by `store` below from `Component::serialize`
             // of this engine configuration (the file name carries its compatibility key);
             // wasmtime still validates the header and refuses an incompatible artefact.
-            match unsafe { Component::deserialize_file(&self.engine, &path) } {
+            match unsafe { Component::deserialize(&self.engine, &artefact) } {
                 Ok(component) => return Ok(component),
                 Err(e) => {
                     tracing::warn!(path = %path.display(), "ignoring unusable cached mapper: {e}")

@@ -180,13 +180,15 @@ impl MapperEngine {
     }
 }
 
-/// Replace the monotonic clock's timers with traps.
+/// Replace the WASI monotonic clock with a frozen one whose timers trap.
 ///
 /// A WASI sleep blocks inside the host, where the epoch deadline cannot interrupt it;
 /// mappers have no use for timers, so asking for one fails the call at once.
 fn deny_sleeping(linker: &mut Linker<GuestState>) -> anyhow::Result<()> {
     linker.allow_shadowing(true);
     let mut clock = linker.instance("wasi:clocks/monotonic-clock@0.2.6")?;
+    clock.func_wrap("now", |_, (): ()| Ok((0u64,)))?;
+    clock.func_wrap("resolution", |_, (): ()| Ok((1_000_000_000u64,)))?;
     for name in ["subscribe-duration", "subscribe-instant"] {
         clock.func_new(name, move |_, _, _, _| {
             Err(wasmtime::format_err!(
