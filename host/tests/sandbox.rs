@@ -34,6 +34,8 @@ fn guest(vmid: u32, name: &str) -> MapInput {
         memory_bytes: None,
         maxdisk_bytes: None,
         tags: vec![],
+        pool: None,
+        lock: None,
         onboot: None,
         agent: None,
         unprivileged: None,

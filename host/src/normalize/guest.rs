@@ -77,7 +77,7 @@ pub fn guest(
         .iter()
         .filter_map(|(key, value)| value.as_str().and_then(|v| parse_disk(key, v)))
         .collect();
-    disks.sort_by(|a, b| disk_order(&a.key).cmp(&disk_order(&b.key)));
+    disks.sort_by_key(|d| disk_order(&d.key));
     let mut nics: Vec<(u32, NicInput)> = cfg
         .iter()
         .filter_map(|(key, value)| {
@@ -108,6 +108,8 @@ pub fn guest(
         memory_bytes,
         maxdisk_bytes: as_u64(res.get("maxdisk")).filter(|&b| b > 0),
         tags,
+        pool: as_str(res.get("pool")),
+        lock: as_str(cfg.get("lock")).or_else(|| as_str(res.get("lock"))),
         onboot: as_bool(cfg.get("onboot")),
         agent: cfg.get("agent").and_then(parse_agent),
         unprivileged: as_bool(cfg.get("unprivileged")),
