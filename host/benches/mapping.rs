@@ -9,7 +9,9 @@ use std::sync::Arc;
 
 use criterion::{BatchSize, Criterion, criterion_group, criterion_main};
 use proxbox_host::cases::ObjectFile;
-use proxbox_host::mapper::{Kind, Limits, MapperComponent, MapperEngine, MapperInstance, default_component};
+use proxbox_host::mapper::{
+    Kind, Limits, MapperComponent, MapperEngine, MapperInstance, default_component,
+};
 
 /// One representative golden case per kind.
 const CASES: [(Kind, &str); 6] = [
@@ -30,7 +32,8 @@ fn bench_mapping(c: &mut Criterion) {
     let engine = MapperEngine::new(Limits::default(), None).expect("engine");
     let golden = Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/golden");
     for (kind, case) in CASES {
-        let file = ObjectFile::read(&golden.join(format!("{case}.input.json"))).expect("golden case");
+        let file =
+            ObjectFile::read(&golden.join(format!("{case}.input.json"))).expect("golden case");
         let (ctx, input) = file.prepare(kind).expect("case normalises");
         let component = load(&engine, kind);
 
