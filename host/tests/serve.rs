@@ -17,13 +17,20 @@ impl Drop for Server {
 }
 
 fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").expect("bind").local_addr().expect("addr").port()
+    TcpListener::bind("127.0.0.1:0")
+        .expect("bind")
+        .local_addr()
+        .expect("addr")
+        .port()
 }
 
 fn get(port: u16, path: &str) -> std::io::Result<String> {
     let mut stream = TcpStream::connect(("127.0.0.1", port))?;
     stream.set_read_timeout(Some(Duration::from_secs(10)))?;
-    write!(stream, "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n")?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: localhost\r\nConnection: close\r\n\r\n"
+    )?;
     let mut response = String::new();
     stream.read_to_string(&mut response)?;
     Ok(response)
@@ -50,7 +57,9 @@ fn serve_answers_health_with_builtin_mappers() {
         }
         match get(port, "/health") {
             Ok(response) => break response,
-            Err(_) if Instant::now() < deadline => std::thread::park_timeout(Duration::from_millis(50)),
+            Err(_) if Instant::now() < deadline => {
+                std::thread::park_timeout(Duration::from_millis(50))
+            }
             Err(e) => panic!("serve never answered: {e}"),
         }
     };
@@ -58,7 +67,17 @@ fn serve_answers_health_with_builtin_mappers() {
     assert!(health.contains("\"status\":\"ready\""), "{health}");
 
     let root = get(port, "/").expect("GET /");
-    for kind in ["device", "virtual-machine", "virtual-disk", "storage", "backup", "snapshot"] {
-        assert!(root.contains(&format!("\"{kind}\":\"builtin:")), "{kind} missing in {root}");
+    for kind in [
+        "device",
+        "virtual-machine",
+        "virtual-disk",
+        "storage",
+        "backup",
+        "snapshot",
+    ] {
+        assert!(
+            root.contains(&format!("\"{kind}\":\"builtin:")),
+            "{kind} missing in {root}"
+        );
     }
 }
