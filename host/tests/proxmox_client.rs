@@ -553,3 +553,34 @@ async fn mutations_show_up_in_the_next_read() {
         .expect("resources");
     assert!(resources.iter().all(|r| r.vmid != Some(vmid)));
 }
+
+#[tokio::test]
+async fn a_node_offline_fault_and_parameter_errors() {
+    let sim = simulator(true).await;
+    let client = client(&sim);
+    let node = sim.state().nodes[2].name.clone();
+    sim.faults().inject(Fault::new(
+        PathMatch::Any,
+        FaultKind::NodeOffline(node.clone()),
+    ));
+    let err = client.node_status(&node).await.unwrap_err();
+    assert_eq!(err.status(), Some(595), "{err}");
+    assert!(err.is_retryable());
+    let inventory = Inventory::read(&client).await.expect("inventory");
+    assert!(inventory.completeness.nodes_offline.contains(&node));
+    sim.faults().clear();
+
+    // Proxmox rejects unknown parameters with 400 and a per-parameter `errors` map.
+    let err = client
+        .get("version", &[("bogus", "1".to_string())])
+        .await
+        .unwrap_err();
+    match err {
+        ProxmoxError::Status {
+            status: 400,
+            errors,
+            ..
+        } => assert!(errors.contains_key("bogus"), "{errors:?}"),
+        other => panic!("expected a 400 with errors, got {other}"),
+    }
+}
