@@ -6,6 +6,7 @@
 pub mod cases;
 pub mod cli;
 pub mod mapper;
+pub mod netbox;
 pub mod normalize;
 pub mod proxmox;
 pub mod server;

@@ -1,0 +1,543 @@
+//! The NetBox REST client: tokens, paginated list reads, chunked bulk writes, retries.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use reqwest::{Method, StatusCode};
+use serde_json::Value;
+use tokio::sync::Semaphore;
+use url::Url;
+
+use super::error::NetBoxError;
+
+/// Largest page NetBox serves (`MAX_PAGE_SIZE` default).
+pub const PAGE_SIZE: usize = 1000;
+
+/// Bulk request bodies are kept under this size (NetBox's default limit is 2.5 MiB).
+pub const MAX_BODY_BYTES: usize = 2 * 1024 * 1024;
+
+/// Most objects per bulk request.
+pub const MAX_BULK_ITEMS: usize = 500;
+
+/// A NetBox API token.
+#[derive(Clone, PartialEq, Eq)]
+pub enum NetBoxToken {
+    /// v1: `Token <40 chars>`.
+    V1(String),
+    /// v2: `Bearer nbt_<key>.<token>`; holds `<key>.<token>` (with or without `nbt_`).
+    V2(String),
+}
+
+impl std::fmt::Debug for NetBoxToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            NetBoxToken::V1(_) => f.write_str("NetBoxToken::V1(***)"),
+            NetBoxToken::V2(_) => f.write_str("NetBoxToken::V2(***)"),
+        }
+    }
+}
+
+impl NetBoxToken {
+    /// Parse a full header value (`Token …`, `Bearer nbt_…`) or a bare token
+    /// (`nbt_…` or `<key>.<secret>` is v2, anything else v1).
+    pub fn parse(text: &str) -> NetBoxToken {
+        let text = text.trim();
+        if let Some(rest) = text.strip_prefix("Bearer ") {
+            return NetBoxToken::V2(rest.trim().to_string());
+        }
+        if let Some(rest) = text.strip_prefix("Token ") {
+            return NetBoxToken::V1(rest.trim().to_string());
+        }
+        if text.starts_with("nbt_") || text.contains('.') {
+            NetBoxToken::V2(text.to_string())
+        } else {
+            NetBoxToken::V1(text.to_string())
+        }
+    }
+
+    /// The `Authorization` header value.
+    pub fn header(&self) -> String {
+        match self {
+            NetBoxToken::V1(t) => format!("Token {t}"),
+            NetBoxToken::V2(t) if t.starts_with("nbt_") => format!("Bearer {t}"),
+            NetBoxToken::V2(t) => format!("Bearer nbt_{t}"),
+        }
+    }
+}
+
+/// Settings of the NetBox endpoint.
+#[derive(Clone, Debug)]
+pub struct NetBoxConfig {
+    /// `http(s)://host:port` (with or without `/api`).
+    pub url: String,
+    /// API token.
+    pub token: NetBoxToken,
+    /// Per-request timeout (bulk writes of hundreds of objects take tens of seconds).
+    pub timeout: Duration,
+    /// Retries of a safe request after 429/502/503/504 or a connection failure.
+    pub max_retries: u32,
+    /// First retry delay, doubling per retry.
+    pub retry_backoff: Duration,
+    /// Requests in flight at once.
+    pub max_concurrency: usize,
+    /// NetBox branch (`X-NetBox-Branch`, netbox-branching plugin), if any.
+    pub branch: Option<String>,
+    /// Verify TLS certificates.
+    pub verify_tls: bool,
+}
+
+impl NetBoxConfig {
+    /// Defaults: 120 s timeout, 3 retries from 500 ms, 4 requests in flight.
+    pub fn new(url: impl Into<String>, token: NetBoxToken) -> Self {
+        NetBoxConfig {
+            url: url.into(),
+            token,
+            timeout: Duration::from_secs(120),
+            max_retries: 3,
+            retry_backoff: Duration::from_millis(500),
+            max_concurrency: 4,
+            branch: None,
+            verify_tls: true,
+        }
+    }
+}
+
+/// What `/api/status/` says about the server.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NetBoxStatus {
+    /// `(major, minor, patch)`.
+    pub version: (u32, u32, u32),
+    /// Installed plugins by package name.
+    pub plugins: Vec<String>,
+}
+
+impl NetBoxStatus {
+    /// VM types (`/api/virtualization/virtual-machine-types/`) exist from 4.6.
+    pub fn has_vm_types(&self) -> bool {
+        self.version >= (4, 6, 0)
+    }
+
+    /// MAC addresses are separate objects from 4.2.
+    pub fn has_mac_objects(&self) -> bool {
+        self.version >= (4, 2, 0)
+    }
+
+    /// Whether the netbox-proxbox plugin is installed.
+    pub fn has_proxbox_plugin(&self) -> bool {
+        self.plugins.iter().any(|p| p == "netbox_proxbox")
+    }
+}
+
+/// Counts of requests made, by method (for tests and benchmarks).
+#[derive(Debug, Default)]
+pub struct RequestCounts {
+    gets: AtomicU64,
+    writes: AtomicU64,
+}
+
+impl RequestCounts {
+    /// GET requests made.
+    pub fn gets(&self) -> u64 {
+        self.gets.load(Ordering::Relaxed)
+    }
+
+    /// POST, PATCH, PUT and DELETE requests made.
+    pub fn writes(&self) -> u64 {
+        self.writes.load(Ordering::Relaxed)
+    }
+}
+
+/// One object's outcome in a bulk write.
+pub type ItemResult = Result<Value, NetBoxError>;
+
+/// A NetBox API client. Cheap to clone.
+#[derive(Clone)]
+pub struct NetBoxClient {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    http: reqwest::Client,
+    base: Url,
+    config: NetBoxConfig,
+    permits: Semaphore,
+    counts: RequestCounts,
+}
+
+impl std::fmt::Debug for NetBoxClient {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("NetBoxClient")
+            .field("base", &self.inner.base.as_str())
+            .finish()
+    }
+}
+
+impl NetBoxClient {
+    /// A client for `config`; no request is made yet.
+    pub fn new(config: NetBoxConfig) -> Result<Self, NetBoxError> {
+        let mut base = Url::parse(config.url.trim())
+            .map_err(|e| NetBoxError::Config(format!("bad NetBox URL `{}`: {e}", config.url)))?;
+        let path = base.path().trim_end_matches('/').to_string();
+        let path = if path.ends_with("/api") {
+            path
+        } else {
+            format!("{path}/api")
+        };
+        base.set_path(&format!("{path}/"));
+        let http = reqwest::Client::builder()
+            .timeout(config.timeout)
+            .danger_accept_invalid_certs(!config.verify_tls)
+            .pool_max_idle_per_host(config.max_concurrency.max(1))
+            .build()
+            .map_err(|e| NetBoxError::Config(format!("cannot build the HTTP client: {e}")))?;
+        Ok(NetBoxClient {
+            inner: Arc::new(Inner {
+                http,
+                base,
+                permits: Semaphore::new(config.max_concurrency.max(1)),
+                config,
+                counts: RequestCounts::default(),
+            }),
+        })
+    }
+
+    /// Requests made so far.
+    pub fn counts(&self) -> &RequestCounts {
+        &self.inner.counts
+    }
+
+    /// `GET /api/status/`: version and plugins.
+    pub async fn status(&self) -> Result<NetBoxStatus, NetBoxError> {
+        let body = self.request(Method::GET, "status/", &[], None).await?;
+        let version_text = body
+            .get("netbox-version")
+            .and_then(Value::as_str)
+            .ok_or_else(|| NetBoxError::Decode("status/".into(), "no `netbox-version`".into()))?;
+        let mut parts = version_text
+            .split(|c: char| !c.is_ascii_digit())
+            .filter(|p| !p.is_empty())
+            .map(|p| p.parse::<u32>().unwrap_or(0));
+        let version = (
+            parts.next().unwrap_or(0),
+            parts.next().unwrap_or(0),
+            parts.next().unwrap_or(0),
+        );
+        let plugins = body
+            .get("plugins")
+            .and_then(Value::as_object)
+            .map(|p| p.keys().cloned().collect())
+            .unwrap_or_default();
+        Ok(NetBoxStatus { version, plugins })
+    }
+
+    /// Every object of a list endpoint matching `query`, following pagination
+    /// (`limit=1000`; `next` is rebuilt from its path and query, so a proxy's host or
+    /// scheme in it does not matter).
+    pub async fn list(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<Value>, NetBoxError> {
+        let mut query: Vec<(String, String)> = query
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.clone()))
+            .collect();
+        if !query.iter().any(|(k, _)| k == "limit") {
+            query.push(("limit".into(), PAGE_SIZE.to_string()));
+        }
+        let mut path = path.trim_start_matches('/').to_string();
+        let mut results = Vec::new();
+        loop {
+            let q: Vec<(&str, String)> =
+                query.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+            let page = self.request(Method::GET, &path, &q, None).await?;
+            let items = page
+                .get("results")
+                .and_then(Value::as_array)
+                .ok_or_else(|| {
+                    NetBoxError::Decode(path.clone(), "a list answer without `results`".into())
+                })?;
+            results.extend(items.iter().cloned());
+            let Some(next) = page.get("next").and_then(Value::as_str) else {
+                return Ok(results);
+            };
+            let next = Url::parse(next)
+                .map_err(|e| NetBoxError::Decode(path.clone(), format!("bad `next`: {e}")))?;
+            let api = next
+                .path()
+                .split_once("/api/")
+                .map(|(_, rest)| rest.to_string())
+                .ok_or_else(|| {
+                    NetBoxError::Decode(path.clone(), format!("`next` outside the API: {next}"))
+                })?;
+            path = api;
+            query = next
+                .query_pairs()
+                .map(|(k, v)| (k.into_owned(), v.into_owned()))
+                .collect();
+        }
+    }
+
+    /// Create objects with bulk POSTs (chunked by count and body size). NetBox rejects a
+    /// whole chunk when one object is invalid; the valid ones are sent again without it,
+    /// so every object gets its own outcome, in input order.
+    pub async fn bulk_create(&self, path: &str, objects: Vec<Value>) -> Vec<ItemResult> {
+        self.bulk_write(Method::POST, path, objects).await
+    }
+
+    /// Update objects (each with `id`) with bulk PATCHes; per-object outcomes as for creates.
+    pub async fn bulk_update(&self, path: &str, patches: Vec<Value>) -> Vec<ItemResult> {
+        self.bulk_write(Method::PATCH, path, patches).await
+    }
+
+    /// Delete objects by id with bulk DELETEs; per-object outcomes.
+    pub async fn bulk_delete(&self, path: &str, ids: &[u64]) -> Vec<Result<(), NetBoxError>> {
+        let objects: Vec<Value> = ids
+            .iter()
+            .map(|id| serde_json::json!({ "id": id }))
+            .collect();
+        self.bulk_write(Method::DELETE, path, objects)
+            .await
+            .into_iter()
+            .map(|r| r.map(|_| ()))
+            .collect()
+    }
+
+    /// Create one object.
+    pub async fn create(&self, path: &str, object: Value) -> Result<Value, NetBoxError> {
+        self.request(Method::POST, path, &[], Some(&object)).await
+    }
+
+    async fn bulk_write(&self, method: Method, path: &str, objects: Vec<Value>) -> Vec<ItemResult> {
+        let mut outcomes: Vec<Option<ItemResult>> = (0..objects.len()).map(|_| None).collect();
+        for chunk in chunks(&objects) {
+            let mut pending: Vec<usize> = chunk;
+            // Each round either lands the pending objects or removes at least one invalid one.
+            while !pending.is_empty() {
+                let body = Value::Array(pending.iter().map(|&i| objects[i].clone()).collect());
+                match self.request(method.clone(), path, &[], Some(&body)).await {
+                    Ok(answer) => {
+                        let answers = answer.as_array().cloned().unwrap_or_default();
+                        for (n, &i) in pending.iter().enumerate() {
+                            let value = answers.get(n).cloned().unwrap_or(Value::Null);
+                            outcomes[i] = Some(Ok(value));
+                        }
+                        break;
+                    }
+                    Err(NetBoxError::Status {
+                        status: 400,
+                        body: Value::Array(errors),
+                        ..
+                    }) if errors.len() == pending.len() => {
+                        let mut still = Vec::new();
+                        for (&i, error) in pending.iter().zip(errors) {
+                            if error.as_object().is_some_and(|e| e.is_empty()) {
+                                still.push(i);
+                            } else {
+                                outcomes[i] = Some(Err(NetBoxError::Status {
+                                    method: method.to_string(),
+                                    path: path.to_string(),
+                                    status: 400,
+                                    body: error,
+                                }));
+                            }
+                        }
+                        if still.len() == pending.len() {
+                            let e = NetBoxError::Decode(
+                                path.into(),
+                                "400 without any per-object error".into(),
+                            );
+                            for &i in &still {
+                                outcomes[i] = Some(Err(e.clone()));
+                            }
+                            break;
+                        }
+                        pending = still;
+                    }
+                    Err(e) => {
+                        for &i in &pending {
+                            outcomes[i] = Some(Err(e.clone()));
+                        }
+                        break;
+                    }
+                }
+            }
+        }
+        outcomes
+            .into_iter()
+            .map(|o| {
+                o.unwrap_or_else(|| Err(NetBoxError::Decode(path.into(), "no outcome".into())))
+            })
+            .collect()
+    }
+
+    /// One request with retries where repeating it is safe.
+    pub async fn request(
+        &self,
+        method: Method,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, NetBoxError> {
+        let path = path.trim_start_matches('/');
+        let url = self
+            .inner
+            .base
+            .join(path)
+            .map_err(|e| NetBoxError::Config(format!("bad API path `{path}`: {e}")))?;
+        let mut attempt = 0;
+        loop {
+            let result = {
+                let _permit = self.inner.permits.acquire().await.expect("semaphore open");
+                self.send(method.clone(), url.clone(), path, query, body)
+                    .await
+            };
+            match result {
+                Err(e) if attempt < self.inner.config.max_retries && e.is_retryable(&method) => {
+                    let delay = self
+                        .inner
+                        .config
+                        .retry_backoff
+                        .saturating_mul(1 << attempt.min(16));
+                    tracing::debug!(path, attempt, "retrying NetBox request after {e}");
+                    attempt += 1;
+                    tokio::time::sleep(delay.min(Duration::from_secs(30))).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn send(
+        &self,
+        method: Method,
+        url: Url,
+        path: &str,
+        query: &[(&str, String)],
+        body: Option<&Value>,
+    ) -> Result<Value, NetBoxError> {
+        if method == Method::GET {
+            self.inner.counts.gets.fetch_add(1, Ordering::Relaxed);
+        } else {
+            self.inner.counts.writes.fetch_add(1, Ordering::Relaxed);
+        }
+        let mut request = self
+            .inner
+            .http
+            .request(method.clone(), url)
+            .query(query)
+            .header(
+                reqwest::header::AUTHORIZATION,
+                self.inner.config.token.header(),
+            )
+            .header(reqwest::header::ACCEPT, "application/json");
+        if let Some(branch) = &self.inner.config.branch {
+            request = request.header("X-NetBox-Branch", branch);
+        }
+        if let Some(body) = body {
+            request = request.json(body);
+        }
+        let response = request.send().await.map_err(|e| NetBoxError::Transport {
+            path: path.to_string(),
+            message: transport_message(&e),
+            timeout: e.is_timeout(),
+            connect: e.is_connect(),
+        })?;
+        let status = response.status();
+        let bytes = response.bytes().await.map_err(|e| NetBoxError::Transport {
+            path: path.to_string(),
+            message: transport_message(&e),
+            timeout: e.is_timeout(),
+            connect: false,
+        })?;
+        if status == StatusCode::NO_CONTENT || bytes.is_empty() {
+            return if status.is_success() {
+                Ok(Value::Null)
+            } else {
+                Err(NetBoxError::Status {
+                    method: method.to_string(),
+                    path: path.to_string(),
+                    status: status.as_u16(),
+                    body: Value::Null,
+                })
+            };
+        }
+        let json: Result<Value, _> = serde_json::from_slice(&bytes);
+        match (status.is_success(), json) {
+            (true, Ok(json)) => Ok(json),
+            (true, Err(e)) => Err(NetBoxError::Decode(path.to_string(), e.to_string())),
+            (false, json) => Err(NetBoxError::Status {
+                method: method.to_string(),
+                path: path.to_string(),
+                status: status.as_u16(),
+                body: json.unwrap_or_else(|_| {
+                    Value::String(String::from_utf8_lossy(&bytes).chars().take(500).collect())
+                }),
+            }),
+        }
+    }
+}
+
+/// The transport error and its causes (URLs carry no secrets: the token is a header).
+fn transport_message(error: &reqwest::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = std::error::Error::source(error);
+    while let Some(cause) = source {
+        message.push_str(": ");
+        message.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    message
+}
+
+/// Split objects into chunks by count and serialised size.
+fn chunks(objects: &[Value]) -> Vec<Vec<usize>> {
+    let mut out = Vec::new();
+    let mut current = Vec::new();
+    let mut size = 2;
+    for (i, object) in objects.iter().enumerate() {
+        let len = serde_json::to_vec(object).map(|v| v.len()).unwrap_or(0) + 1;
+        if !current.is_empty() && (current.len() >= MAX_BULK_ITEMS || size + len > MAX_BODY_BYTES) {
+            out.push(std::mem::take(&mut current));
+            size = 2;
+        }
+        current.push(i);
+        size += len;
+    }
+    if !current.is_empty() {
+        out.push(current);
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn token_forms() {
+        assert_eq!(NetBoxToken::parse("Token abc").header(), "Token abc");
+        assert_eq!(NetBoxToken::parse("abc").header(), "Token abc");
+        assert_eq!(
+            NetBoxToken::parse("Bearer nbt_k.s").header(),
+            "Bearer nbt_k.s"
+        );
+        assert_eq!(NetBoxToken::parse("nbt_k.s").header(), "Bearer nbt_k.s");
+        assert_eq!(NetBoxToken::parse("k.s").header(), "Bearer nbt_k.s");
+        assert!(!format!("{:?}", NetBoxToken::parse("Token secret")).contains("secret"));
+    }
+
+    #[test]
+    fn chunks_respect_count_and_size() {
+        let small: Vec<Value> = (0..1200).map(|i| json!({ "id": i })).collect();
+        let sizes: Vec<usize> = chunks(&small).iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![500, 500, 200]);
+        let big: Vec<Value> = (0..5)
+            .map(|_| json!({ "x": "y".repeat(900_000) }))
+            .collect();
+        let sizes: Vec<usize> = chunks(&big).iter().map(Vec::len).collect();
+        assert_eq!(sizes, vec![2, 2, 1]);
+    }
+}
