@@ -48,8 +48,12 @@ fn reconciliation_golden_cases() {
             .as_array()
             .unwrap()
             .iter()
-            .map(|p| Desired {
-                payload: p["desired_payload"].as_object().unwrap().clone(),
+            .map(|p| {
+                let payload = p["desired_payload"].as_object().unwrap().clone();
+                Desired {
+                    identity: (spec.identity)(&payload),
+                    payload,
+                }
             })
             .collect();
         let existing = case["netbox_snapshot"].as_array().unwrap().clone();
@@ -103,13 +107,14 @@ fn delete_candidates_carry_the_ownership_mark() {
 fn duplicate_identities_are_reported_not_created_twice() {
     let spec = vm_spec(&OverwriteFlags::default());
     let vm = json!({"name": "a", "cluster": 1, "custom_fields": {"proxmox_vm_id": 5, "proxmox_vm_type": "qemu"}});
+    let payload = vm.as_object().unwrap().clone();
+    let identity = (spec.identity)(&payload);
     let desired = vec![
         Desired {
-            payload: vm.as_object().unwrap().clone(),
+            identity: identity.clone(),
+            payload: payload.clone(),
         },
-        Desired {
-            payload: vm.as_object().unwrap().clone(),
-        },
+        Desired { identity, payload },
     ];
     let plan = reconcile::plan(&spec, &desired, &[]);
     assert_eq!(plan.creates.len(), 1);

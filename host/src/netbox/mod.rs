@@ -11,6 +11,7 @@ mod error;
 pub mod overwrite;
 pub mod prerequisites;
 pub mod reconcile;
+pub mod vms;
 
 pub use client::{
     ItemResult, MAX_BODY_BYTES, MAX_BULK_ITEMS, NetBoxClient, NetBoxConfig, NetBoxStatus,

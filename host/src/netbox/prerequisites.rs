@@ -68,7 +68,10 @@ async fn ensure(
     let desired: Vec<Desired> = objects
         .into_iter()
         .filter_map(|o| o.as_object().cloned())
-        .map(|payload| Desired { payload })
+        .map(|payload| Desired {
+            identity: (spec.identity)(&payload),
+            payload,
+        })
         .collect();
     let plan = reconcile::plan(&spec, &desired, &existing);
     let applied = reconcile::apply(client, &spec, plan, false).await;

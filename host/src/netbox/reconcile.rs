@@ -22,7 +22,8 @@ pub type IdentityFn = Box<dyn Fn(&Map<String, Value>) -> Option<Identity> + Send
 pub struct KindSpec {
     /// List endpoint, e.g. `virtualization/virtual-machines/`.
     pub path: String,
-    /// Identity of an object (desired payload or NetBox object); `None` = cannot be matched.
+    /// Identity of an existing NetBox object (as listed, possibly enriched with identity
+    /// records); `None` = cannot be matched.
     pub identity: IdentityFn,
     /// Fields we may change on existing objects (after the plugin's `overwrite_*` flags).
     /// Creates always write the whole desired payload.
@@ -36,6 +37,8 @@ pub struct KindSpec {
 /// One desired object.
 #[derive(Clone, Debug)]
 pub struct Desired {
+    /// Its identity; `None` = cannot be matched, always created.
+    pub identity: Option<Identity>,
     /// The payload to create it with (related objects already resolved to ids).
     pub payload: Map<String, Value>,
 }
@@ -74,7 +77,7 @@ pub fn plan(spec: &KindSpec, desired: &[Desired], existing: &[Value]) -> Plan {
     let mut matched_ids = BTreeSet::new();
     let mut seen = BTreeSet::new();
     for (index, want) in desired.iter().enumerate() {
-        let identity = (spec.identity)(&want.payload).map(|i| key(&i));
+        let identity = want.identity.as_ref().map(key);
         if let Some(identity) = &identity
             && !seen.insert(identity.clone())
         {
