@@ -5,8 +5,10 @@
 
 pub mod cases;
 pub mod cli;
+pub mod events;
 pub mod mapper;
 pub mod netbox;
 pub mod normalize;
 pub mod proxmox;
 pub mod server;
+pub mod store;

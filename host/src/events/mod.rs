@@ -1,0 +1,1 @@
+//! Progress events and their wire formats (SSE frames as the reference writes them).

@@ -1,0 +1,1 @@
+//! Embedded configuration store (SQLite): endpoints and API keys, secrets encrypted at rest.
