@@ -326,21 +326,21 @@ impl NetBoxClient {
                         break;
                     }
                     Err(NetBoxError::Status {
-                        status: 400,
-                        body: Value::Array(errors),
-                        ..
-                    }) if errors.len() == pending.len() => {
+                        status: 400, body, ..
+                    }) if per_item_errors(&body, pending.len()).is_some() => {
+                        let errors = per_item_errors(&body, pending.len()).unwrap_or_default();
                         let mut still = Vec::new();
                         for (&i, error) in pending.iter().zip(errors) {
-                            if error.as_object().is_some_and(|e| e.is_empty()) {
-                                still.push(i);
-                            } else {
-                                outcomes[i] = Some(Err(NetBoxError::Status {
-                                    method: method.to_string(),
-                                    path: path.to_string(),
-                                    status: 400,
-                                    body: error,
-                                }));
+                            match error {
+                                None => still.push(i),
+                                Some(error) => {
+                                    outcomes[i] = Some(Err(NetBoxError::Status {
+                                        method: method.to_string(),
+                                        path: path.to_string(),
+                                        status: 400,
+                                        body: error,
+                                    }));
+                                }
                             }
                         }
                         if still.len() == pending.len() {
@@ -479,6 +479,30 @@ impl NetBoxClient {
     }
 }
 
+/// Per-object errors of a rejected bulk request, in request order (`None` = that object
+/// was valid). NetBox ≤ 4.6 answers a list of error dicts (`{}` for valid objects); 4.7
+/// answers `{"detail": …, "errors": [{"index": n, "errors": {…}}]}` for the invalid ones.
+fn per_item_errors(body: &Value, count: usize) -> Option<Vec<Option<Value>>> {
+    match body {
+        Value::Array(items) if items.len() == count => Some(
+            items
+                .iter()
+                .map(|e| (!e.as_object().is_some_and(|o| o.is_empty())).then(|| e.clone()))
+                .collect(),
+        ),
+        Value::Object(obj) => {
+            let listed = obj.get("errors")?.as_array()?;
+            let mut out = vec![None; count];
+            for item in listed {
+                let index = item.get("index")?.as_u64()? as usize;
+                *out.get_mut(index)? = Some(item.get("errors").cloned().unwrap_or(Value::Null));
+            }
+            Some(out)
+        }
+        _ => None,
+    }
+}
+
 /// The transport error and its causes (URLs carry no secrets: the token is a header).
 fn transport_message(error: &reqwest::Error) -> String {
     let mut message = error.to_string();
@@ -527,6 +551,19 @@ mod tests {
         assert_eq!(NetBoxToken::parse("nbt_k.s").header(), "Bearer nbt_k.s");
         assert_eq!(NetBoxToken::parse("k.s").header(), "Bearer nbt_k.s");
         assert!(!format!("{:?}", NetBoxToken::parse("Token secret")).contains("secret"));
+    }
+
+    #[test]
+    fn per_item_errors_of_both_netbox_formats() {
+        let v46 = json!([{}, {"cluster": ["Related object not found"]}]);
+        let parsed = per_item_errors(&v46, 2).unwrap();
+        assert!(parsed[0].is_none() && parsed[1].is_some());
+        let v47 = json!({"detail": "1 of 2 objects could not be created.",
+                         "errors": [{"index": 1, "errors": {"__all__": ["duplicate"]}}]});
+        let parsed = per_item_errors(&v47, 2).unwrap();
+        assert_eq!(parsed[0], None);
+        assert_eq!(parsed[1], Some(json!({"__all__": ["duplicate"]})));
+        assert!(per_item_errors(&json!({"detail": "x"}), 2).is_none());
     }
 
     #[test]

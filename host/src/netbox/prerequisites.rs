@@ -63,7 +63,6 @@ async fn ensure(
         .filter_map(|o| o.get("slug").and_then(Value::as_str).map(str::to_string))
         .collect();
     let query: Vec<(&str, String)> = slugs.iter().map(|s| ("slug", s.clone())).collect();
-    let existing = client.list(path, &query).await?;
     let spec = by_slug(path);
     let desired: Vec<Desired> = objects
         .into_iter()
@@ -73,16 +72,26 @@ async fn ensure(
             payload,
         })
         .collect();
-    let plan = reconcile::plan(&spec, &desired, &existing);
-    let applied = reconcile::apply(client, &spec, plan, false).await;
-    if let Some((index, error)) = applied.failed.into_iter().next() {
-        tracing::warn!(
-            path,
-            slug = slugs.get(index).map(String::as_str),
-            "cannot ensure: {error}"
-        );
-        return Err(error);
-    }
+    // A concurrent sync may create the same object between our read and our write:
+    // NetBox then refuses ours as a duplicate, and a second read finds theirs.
+    let mut retried = false;
+    let applied = loop {
+        let existing = client.list(path, &query).await?;
+        let plan = reconcile::plan(&spec, &desired, &existing);
+        let applied = reconcile::apply(client, &spec, plan, false).await;
+        match applied.failed.iter().next() {
+            None => break applied,
+            Some((_, error)) if !retried => {
+                tracing::debug!(path, "re-reading after a failed ensure: {error}");
+                retried = true;
+            }
+            Some((index, error)) => {
+                let slug = slugs.get(*index).map(String::as_str);
+                tracing::warn!(path, slug, "cannot ensure: {error}");
+                return Err(error.clone());
+            }
+        }
+    };
     let mut ids = BTreeMap::new();
     for (index, object) in applied.objects {
         if let (Some(slug), Some(id)) = (slugs.get(index), object.get("id").and_then(Value::as_u64))
@@ -93,7 +102,7 @@ async fn ensure(
     Ok(ids)
 }
 
-/// Ensure every prerequisite object; two list reads and no writes when all exist.
+/// Ensure every prerequisite object; one list read per kind and no writes when all exist.
 pub async fn ensure_all(
     client: &NetBoxClient,
     status: &NetBoxStatus,
