@@ -2,7 +2,8 @@
 # A real NetBox + netbox-proxbox plugin for proxbox-host's tests.
 #
 #   tests/netbox/netbox.sh up      install (if needed) and start; keeps the current database
-#   tests/netbox/netbox.sh reset   pristine database from the template (seconds), restart, wait ready
+#   tests/netbox/netbox.sh reset   pristine database from the template, restart the RQ worker, wait ready
+#                                  (seconds; gunicorn is kept if healthy; `reset --restart` restarts it too)
 #   tests/netbox/netbox.sh down    stop gunicorn, the RQ worker, and Redis/PostgreSQL if `up` started them
 #   tests/netbox/netbox.sh env     print the env file (NETBOX_URL, tokens, ...)
 #   tests/netbox/netbox.sh status  say what is running
@@ -15,7 +16,8 @@
 # Knobs (environment): PROXBOX_NETBOX_HOME, PROXBOX_NETBOX_PORT (8001), PROXBOX_NETBOX_REDIS_PORT
 # (6379), PROXBOX_NETBOX_READY_TIMEOUT (120 s), PROXBOX_NETBOX_PYTHON (a python3.12 binary),
 # PROXBOX_NETBOX_BACKGROUND_TASKS (false: the plugin's automatic_background_tasks),
-# PROXBOX_NETBOX_SEED_DUMP (a migrated pg_dump -Fc to use instead of migrating).
+# PROXBOX_NETBOX_SEED_DUMP (a migrated pg_dump -Fc to use instead of migrating), PROXBOX_NETBOX_DB
+# (netbox: database + role name; the template is <name>_template).
 set -Eeuo pipefail
 
 NB_VERSION=4.7.3
@@ -39,9 +41,10 @@ DUMP=$HOME_DIR/migrated-$KEY.dump
 ENV_FILE=$HOME_DIR/env
 URL=http://127.0.0.1:$PORT
 
-DB=netbox
-TEMPLATE_DB=netbox_template
-DB_USER=netbox
+DB=${PROXBOX_NETBOX_DB:-netbox}           # database and role; a second instance needs its own
+[[ $DB =~ ^[a-z_][a-z0-9_]*$ ]] || { echo "PROXBOX_NETBOX_DB must match [a-z_][a-z0-9_]*" >&2; exit 2; }
+TEMPLATE_DB=${DB}_template
+DB_USER=$DB
 
 export NETBOX_ROOT=$ROOT
 export DEBIAN_FRONTEND=noninteractive
@@ -87,6 +90,7 @@ pg_su() { (cd / && runuser -u postgres -- env PGOPTIONS='-c client_min_messages=
 psql_su() { pg_su psql -X -q -v ON_ERROR_STOP=1 -p "$PG_PORT" "$@"; }
 sql() { psql_su -d postgres -Atc "$1"; }
 
+# fd 9 holds the lock; every long-lived process started below gets `9>&-` so it does not inherit it.
 lock() {
     mkdir -p "$HOME_DIR"
     exec 9>"$HOME_DIR/.lock"
@@ -128,7 +132,7 @@ pg_status() { pg_lsclusters -h | awk -v v="$PG_VER" '$1 == v && $2 == "main" { p
 ensure_postgres() {
     pg_detect
     if [[ $(pg_status) != online* ]]; then
-        pg_ctlcluster "$PG_VER" main start
+        pg_ctlcluster "$PG_VER" main start 9>&-
         echo "$PG_VER" >"$RUN/postgres.started-by-netbox.sh"
         log "postgres: started cluster $PG_VER/main on port $PG_PORT"
     else
@@ -152,7 +156,7 @@ ensure_redis() {
     mkdir -p "$HOME_DIR/redis"
     redis-server --bind 127.0.0.1 --port "$REDIS_PORT" --daemonize yes \
         --pidfile "$RUN/redis.pid" --logfile "$LOGS/redis.log" --dir "$HOME_DIR/redis" \
-        --save '' --appendonly no >/dev/null
+        --save '' --appendonly no >/dev/null 9>&-
     local i
     for i in $(seq 1 50); do
         redis_ping && { log "redis: started on 127.0.0.1:$REDIS_PORT"; return 0; }
@@ -332,8 +336,17 @@ build_template() {
         done
     fi
     if [[ -s $DUMP ]]; then
-        timed restore-dump restore_db
-    else
+        local t0; t0=$(now)
+        if restore_db 2>>"$LOGS/restore.log"; then
+            log "step restore-dump: $(since "$t0") s"
+        else
+            tail_log "$LOGS/restore.log" 20
+            log "restore of $DUMP failed: discarding it and migrating instead"
+            rm -f "$DUMP"
+            recreate_db
+        fi
+    fi
+    if [[ ! -s $DUMP ]]; then
         timed migrate migrate_db
         timed dump dump_db
     fi
@@ -367,60 +380,85 @@ flush_redis() {
 
 # ---------------------------------------------------------------------------------------------
 # 7. gunicorn (NetBox's contrib config) + RQ worker
+# alive = exists and is not a zombie (pid 1 here reaps orphans lazily, so `kill -0` is not enough)
+proc_alive() { local st; st=$(ps -o stat= -p "$1" 2>/dev/null) && [[ $st != Z* ]]; }
+
 pid_alive() { # pid_alive PIDFILE MATCH -- pid from the file is alive and its cmdline contains MATCH
     local pid
     [[ -f $1 ]] || return 1
     pid=$(cat "$1" 2>/dev/null) || return 1
     [[ $pid =~ ^[0-9]+$ ]] || return 1
-    kill -0 "$pid" 2>/dev/null || return 1
+    proc_alive "$pid" || return 1
     tr '\0' ' ' <"/proc/$pid/cmdline" 2>/dev/null | grep -qF -- "$2"
 }
 
-stop_pidfile() { # stop_pidfile PIDFILE MATCH NAME
-    local pidfile=$1 match=$2 name=$3 pid i
+stop_pidfile() { # stop_pidfile PIDFILE MATCH NAME [SIGNAL] [WAIT_SECONDS]
+    local pidfile=$1 match=$2 name=$3 sig=${4:-TERM} wait=${5:-15} pid i
     if ! pid_alive "$pidfile" "$match"; then
         rm -f "$pidfile"
         return 0
     fi
     pid=$(cat "$pidfile")
-    kill -TERM -- "-$pid" 2>/dev/null || kill -TERM "$pid" 2>/dev/null || true
-    for i in $(seq 1 150); do
-        kill -0 "$pid" 2>/dev/null || break
+    # Signal the process's own process group (gunicorn workers, the RQ scheduler child) when it
+    # has one of its own (daemons and setsid'd processes do); never our own group.
+    local pgid own target
+    pgid=$(ps -o pgid= -p "$pid" 2>/dev/null | tr -d ' ') || true
+    own=$(ps -o pgid= -p $$ | tr -d ' ')
+    target=("$pid")
+    [[ -n $pgid && $pgid != "$own" && $pgid != 1 ]] && target=(-- "-$pgid")
+    kill "-$sig" "${target[@]}" 2>/dev/null || kill "-$sig" "$pid" 2>/dev/null || true
+    for i in $(seq 1 $((wait * 10))); do
+        proc_alive "$pid" || break
         sleep 0.1
     done
-    if kill -0 "$pid" 2>/dev/null; then
-        log "$name: did not stop on TERM within 15 s, killing"
-        kill -KILL -- "-$pid" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
-        sleep 0.5
+    if proc_alive "$pid"; then
+        log "$name: still running ${wait} s after SIG$sig, sending SIGKILL"
+        kill -KILL "${target[@]}" 2>/dev/null || kill -KILL "$pid" 2>/dev/null || true
+        for i in $(seq 1 50); do
+            proc_alive "$pid" || break
+            sleep 0.1
+        done
     fi
     rm -f "$pidfile"
     log "$name: stopped (pid $pid)"
 }
 
-stop_app() {
-    stop_pidfile "$RUN/gunicorn.pid" "$VENV" gunicorn
-    stop_pidfile "$RUN/rqworker.pid" "$VENV" rqworker
-}
+# gunicorn: QUIT = quick shutdown. Its workers log "exiting" at once but then linger ~10 s before
+# the master is done, so they are killed after 3 s: a test server has nothing to save.
+stop_web() { stop_pidfile "$RUN/gunicorn.pid" "$VENV" gunicorn QUIT 3; }
+# RQ: TERM = warm shutdown (finish the current job); an idle worker takes ~6 s, killed after ${1:-3} s.
+stop_worker() { stop_pidfile "$RUN/rqworker.pid" "$VENV" rqworker TERM "${1:-3}"; }
+stop_app() { stop_web; stop_worker; }
 
 port_in_use() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
 
-start_app() {
+# What the running processes loaded: a change (configuration, secrets, knobs, venv) needs a restart.
+app_hash() { cat "$ROOT/conf/configuration.py" "$SETTINGS" "$VENV/.proxbox-stamp" 2>/dev/null | sha256sum | cut -c1-16; }
+web_current() { pid_alive "$RUN/gunicorn.pid" "$VENV" && [[ $(cat "$RUN/gunicorn.hash" 2>/dev/null) == "$(app_hash)" ]]; }
+
+start_web() {
     if port_in_use "$PORT"; then
         die "127.0.0.1:$PORT is already in use by another process (set PROXBOX_NETBOX_PORT)"
     fi
     : >"$LOGS/gunicorn.log"
     : >"$LOGS/gunicorn-access.log"
-    : >"$LOGS/rqworker.log"
+    app_hash >"$RUN/gunicorn.hash"
     # The production way: gunicorn with NetBox's contrib/gunicorn.py (5 workers x 3 threads,
     # timeout 120 s); only the bind address is overridden. Command-line options win over the file.
     (cd "$ROOT" && "$VENV/bin/gunicorn" --config "$ROOT/contrib/gunicorn.py" \
         --bind "127.0.0.1:$PORT" --daemon --pid "$RUN/gunicorn.pid" \
         --error-logfile "$LOGS/gunicorn.log" --access-logfile "$LOGS/gunicorn-access.log" --capture-output \
-        netbox.wsgi)
-    # RQ worker on the queues of contrib/netbox-rq.service, in its own session.
-    (cd "$ROOT" && setsid "$VENV/bin/netbox" rqworker high default low --pid "$RUN/rqworker.pid" \
-        >>"$LOGS/rqworker.log" 2>&1 </dev/null &)
+        --control-socket "$RUN/gunicorn.ctl" netbox.wsgi 9>&-)
 }
+
+start_worker() {
+    : >"$LOGS/rqworker.log"
+    # RQ worker on the queues of contrib/netbox-rq.service, in its own session.
+    (cd "$ROOT" && exec setsid "$VENV/bin/netbox" rqworker high default low --pid "$RUN/rqworker.pid" \
+        >>"$LOGS/rqworker.log" 2>&1 </dev/null 9>&-) &
+}
+
+start_app() { start_web; start_worker; }
 
 api() { # api AUTH_HEADER PATH -> prints "HTTP_CODE" and the body into $API_BODY file
     curl -sS -m 10 -o "$RUN/api-body" -w '%{http_code}' -H "Authorization: $1" -H 'Accept: application/json' "$URL$2" 2>/dev/null || echo 000
@@ -443,7 +481,7 @@ print("ADMIN_PASSWORD=" + shlex.quote(s["admin_password"]))
 }
 
 wait_ready() {
-    local deadline code i workers gunicorn_seen=0
+    local deadline code workers gunicorn_seen=0
     deadline=$(($(date +%s) + READY_TIMEOUT))
     while :; do
         if ! pid_alive "$RUN/gunicorn.pid" "$VENV"; then
@@ -521,7 +559,7 @@ EOF
 }
 
 # ---------------------------------------------------------------------------------------------
-is_running() { pid_alive "$RUN/gunicorn.pid" "$VENV" && pid_alive "$RUN/rqworker.pid" "$VENV"; }
+is_running() { web_current && pid_alive "$RUN/rqworker.pid" "$VENV"; }
 
 cmd_up() {
     local t0; t0=$(now)
@@ -553,7 +591,8 @@ cmd_up() {
 }
 
 cmd_reset() {
-    local t0; t0=$(now)
+    local t0 restart_web=0; t0=$(now)
+    [[ ${1:-} == --restart ]] && restart_web=1
     lock
     if [[ ! -f $VENV/.proxbox-stamp || ! -f $SETTINGS || ! -f $ROOT/contrib/gunicorn.py ]]; then
         log "reset: nothing set up yet, running 'up' first"
@@ -565,7 +604,14 @@ cmd_reset() {
     timed services ensure_services
     timed settings ensure_settings
     install -m 644 "$SCRIPT_DIR/configuration.py" "$ROOT/conf/configuration.py"
-    timed stop stop_app
+    # gunicorn holds no state that outlives the database (NetBox caches per request; the Redis
+    # cache is flushed below) and reconnects by itself (CONN_HEALTH_CHECKS), so a healthy one
+    # is kept: booting 5 NetBox workers costs ~40 CPU-seconds. The RQ worker is always restarted
+    # (its queues and registrations live in the flushed Redis db 0). `reset --restart` restarts both.
+    web_current || restart_web=1
+    # (a job still running is pointless: its database is about to go, hence the short grace)
+    if ((restart_web)); then timed stop stop_web; fi
+    timed stop stop_worker 2
     ensure_role
     if ! db_exists "$TEMPLATE_DB" || [[ $(db_mark "$TEMPLATE_DB") != "$DB_MARK" ]]; then
         timed template build_template
@@ -575,10 +621,10 @@ cmd_reset() {
     fi
     flush_redis
     load_tokens
-    timed start start_app
+    if ((restart_web)); then timed start start_app; else timed start start_worker; fi
     timed ready ready_and_verified
     write_env
-    log "reset: done in $(since "$t0") s"
+    log "reset: done in $(since "$t0") s$( ((restart_web)) || echo ' (gunicorn kept running)')"
 }
 
 cmd_down() {
@@ -617,14 +663,14 @@ cmd_status() {
 }
 
 usage() {
-    sed -n '2,19p' "$0" | sed 's/^# \{0,1\}//'
+    awk 'NR > 1 && /^#/ { sub(/^# ?/, ""); print; next } NR > 1 { exit }' "$0"
     exit 2
 }
 
 [[ $(id -u) == 0 ]] || die "must run as root (installs packages, runs PostgreSQL as its cluster owner)"
 case "${1:-}" in
     up) cmd_up ;;
-    reset) cmd_reset ;;
+    reset) cmd_reset "${2:-}" ;;
     down) cmd_down ;;
     env) cmd_env ;;
     status) cmd_status ;;
