@@ -10,7 +10,7 @@
 #
 # Everything persistent lives under ${PROXBOX_NETBOX_HOME:-$HOME/.cache/proxbox-host/netbox}
 # (venv, NetBox root, secrets, cached migrated dump, logs, pidfiles, env file), outside the repo.
-# The first `up` on a machine migrates the database (~18 min on 2 cores) and caches a
+# The first `up` on a machine migrates the database (~17 min on 2 cores) and caches a
 # pg_dump of it; later `up`s restore/reuse it. See tests/netbox/README.md.
 #
 # Knobs (environment): PROXBOX_NETBOX_HOME, PROXBOX_NETBOX_PORT (8001), PROXBOX_NETBOX_REDIS_PORT
