@@ -5,6 +5,7 @@
 
 pub mod cases;
 pub mod cli;
+mod error_chain;
 pub mod events;
 pub mod mapper;
 pub mod netbox;

@@ -440,14 +440,14 @@ impl NetBoxClient {
         }
         let response = request.send().await.map_err(|e| NetBoxError::Transport {
             path: path.to_string(),
-            message: transport_message(&e),
+            message: crate::error_chain::error_chain(&e),
             timeout: e.is_timeout(),
             connect: e.is_connect(),
         })?;
         let status = response.status();
         let bytes = response.bytes().await.map_err(|e| NetBoxError::Transport {
             path: path.to_string(),
-            message: transport_message(&e),
+            message: crate::error_chain::error_chain(&e),
             timeout: e.is_timeout(),
             connect: false,
         })?;
@@ -501,18 +501,6 @@ fn per_item_errors(body: &Value, count: usize) -> Option<Vec<Option<Value>>> {
         }
         _ => None,
     }
-}
-
-/// The transport error and its causes (URLs carry no secrets: the token is a header).
-fn transport_message(error: &reqwest::Error) -> String {
-    let mut message = error.to_string();
-    let mut source = std::error::Error::source(error);
-    while let Some(cause) = source {
-        message.push_str(": ");
-        message.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    message
 }
 
 /// Split objects into chunks by count and serialised size.

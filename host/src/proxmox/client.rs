@@ -256,13 +256,7 @@ impl ProxmoxClient {
                 seconds: self.inner.config.timeout.as_secs(),
             };
         }
-        let mut message = error.to_string();
-        let mut source = std::error::Error::source(&error);
-        while let Some(cause) = source {
-            message.push_str(": ");
-            message.push_str(&cause.to_string());
-            source = cause.source();
-        }
+        let message = crate::error_chain::error_chain(&error);
         ProxmoxError::Connect {
             path: path.to_string(),
             message,
