@@ -15,6 +15,10 @@ use proxmox_sim::{
 const AUTH_DELAY: Duration = Duration::from_millis(300);
 
 async fn simulator(tls: bool) -> Simulator {
+    simulator_with(tls, Duration::from_secs(2)).await
+}
+
+async fn simulator_with(tls: bool, ticket_lifetime: Duration) -> Simulator {
     let estate = generate(&EstateSpec {
         seed: 7,
         clusters: 1,
@@ -26,7 +30,7 @@ async fn simulator(tls: bool) -> Simulator {
     let config = SimConfig {
         tls,
         auth_failure_delay: AUTH_DELAY,
-        ticket_lifetime: Duration::from_secs(2),
+        ticket_lifetime,
         ..SimConfig::default()
     };
     Simulator::start(estate, 0, config)
@@ -289,22 +293,23 @@ async fn a_bad_token_fails_once_after_the_delay() {
 
 #[tokio::test]
 async fn ticket_auth_logs_in_and_renews() {
-    let sim = simulator(true).await;
+    // Generous margins so a loaded machine cannot cross a boundary early.
+    let sim = simulator_with(true, Duration::from_secs(5)).await;
     let (user, password) = sim.password_user();
     let credentials =
         Credentials::from_endpoint(Some(&user), Some(&password), None, None).expect("password");
     let mut config = config(&sim, credentials);
-    config.ticket_renew_after = Duration::from_millis(500);
+    config.ticket_renew_after = Duration::from_secs(2);
     let client = ProxmoxClient::new(config).expect("client");
     client.version().await.expect("first call logs in");
     client.cluster_status().await.expect("the ticket is reused");
     assert_eq!(sim.request_count("/access/ticket"), 1);
-    // Past the renewal age (the simulator's tickets live 2 s): the client renews first.
-    tokio::time::sleep(Duration::from_millis(700)).await;
+    // Past the renewal age (the simulator's tickets live 5 s): the client renews first.
+    tokio::time::sleep(Duration::from_millis(2300)).await;
     client.version().await.expect("renewed");
     assert_eq!(sim.request_count("/access/ticket"), 2);
-    // Past the ticket's lifetime: the client logs in again with the password.
-    tokio::time::sleep(Duration::from_millis(2200)).await;
+    // Past the renewed ticket's lifetime: renewal is refused, the client logs in again.
+    tokio::time::sleep(Duration::from_millis(5300)).await;
     client.version().await.expect("logged in again");
     assert!(sim.request_count("/access/ticket") >= 3);
 
