@@ -11,5 +11,6 @@ pub mod mapper;
 pub mod netbox;
 pub mod normalize;
 pub mod proxmox;
+mod py_repr;
 pub mod server;
 pub mod store;

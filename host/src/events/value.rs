@@ -140,7 +140,7 @@ impl Value {
             Value::Bool(false) => "False".to_owned(),
             Value::Int(i) => i.to_string(),
             Value::Float(f) => float_repr(*f),
-            Value::Str(s) => py_str_repr(s),
+            Value::Str(s) => crate::py_repr::py_repr(s),
             Value::List(items) => {
                 let inner: Vec<String> = items.iter().map(Value::py_repr).collect();
                 format!("[{}]", inner.join(", "))
@@ -148,38 +148,12 @@ impl Value {
             Value::Dict(d) => {
                 let inner: Vec<String> = d
                     .iter()
-                    .map(|(k, v)| format!("{}: {}", py_str_repr(k), v.py_repr()))
+                    .map(|(k, v)| format!("{}: {}", crate::py_repr::py_repr(k), v.py_repr()))
                     .collect();
                 format!("{{{}}}", inner.join(", "))
             }
         }
     }
-}
-
-fn py_str_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for c in s.chars() {
-        match c {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => out.push_str(&format!("\\x{:02x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 macro_rules! from_int {

@@ -3,6 +3,8 @@
 //! syntax, placeholders `{node}` (required), `{cluster}`, `{cluster_slug}`, `{endpoint}`,
 //! no format specs or conversions, and a DNS-safe result of at most 64 characters.
 
+use crate::py_repr::py_repr;
+
 /// The placeholders a template may use.
 pub const PLACEHOLDERS: [&str; 4] = ["node", "cluster", "cluster_slug", "endpoint"];
 
@@ -127,40 +129,6 @@ fn parse_field(c: &[char], i: &mut usize) -> Result<Field, &'static str> {
         spec,
         conversion,
     })
-}
-
-/// Python's `repr()` of a string.
-pub(crate) fn py_repr(s: &str) -> String {
-    let quote = if s.contains('\'') && !s.contains('"') {
-        '"'
-    } else {
-        '\''
-    };
-    let mut out = String::with_capacity(s.len() + 2);
-    out.push(quote);
-    for ch in s.chars() {
-        match ch {
-            '\\' => out.push_str("\\\\"),
-            '\n' => out.push_str("\\n"),
-            '\r' => out.push_str("\\r"),
-            '\t' => out.push_str("\\t"),
-            c if c == quote => {
-                out.push('\\');
-                out.push(c);
-            }
-            c if c.is_control() => {
-                let code = c as u32;
-                if code <= 0xff {
-                    out.push_str(&format!("\\x{code:02x}"));
-                } else {
-                    out.push_str(&format!("\\u{code:04x}"));
-                }
-            }
-            c => out.push(c),
-        }
-    }
-    out.push(quote);
-    out
 }
 
 fn dns_safe(name: &str, allow_dots: bool) -> bool {
