@@ -21,6 +21,9 @@ use crate::server;
 pub struct Cli {
     #[command(flatten)]
     engine: EngineArgs,
+    /// Log format.
+    #[arg(long, global = true, env = "PROXBOX_LOG_FORMAT", value_enum, default_value_t = LogFormat::Human)]
+    log_format: LogFormat,
     #[command(subcommand)]
     command: Command,
 }
@@ -63,6 +66,13 @@ struct ServeArgs {
     /// Port to listen on.
     #[arg(long, env = "PORT", default_value_t = 8800)]
     port: u16,
+    /// The configuration database (SQLite; created if missing). Its encryption key comes
+    /// from `PROXBOX_ENCRYPTION_KEY`, else `PROXBOX_ENCRYPTION_KEY_FILE`, else `<PATH>.key`.
+    #[arg(long, env = "PROXBOX_DATABASE_PATH", default_value = "database.db")]
+    database: PathBuf,
+    /// Peers trusted to set `X-Forwarded-For` (addresses or CIDRs, comma-separated).
+    #[arg(long, env = "PROXBOX_TRUSTED_PROXIES", default_value = "")]
+    trusted_proxies: String,
     /// Replace a built-in mapper: `KIND=PATH.wasm` (repeatable; kinds: device, virtual-machine,
     /// virtual-disk, storage, backup, snapshot).
     #[arg(long = "mapper", value_name = "KIND=PATH", value_parser = parse_override, env = "PROXBOX_MAPPERS", value_delimiter = ',')]
@@ -137,15 +147,39 @@ fn default_cache_dir() -> Option<PathBuf> {
     Some(base.join("proxbox-host").join("mappers"))
 }
 
+/// Log output format (`--log-format` / `PROXBOX_LOG_FORMAT`).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum LogFormat {
+    /// One human-readable line per event.
+    #[default]
+    Human,
+    /// One JSON object per event.
+    Json,
+}
+
+/// Install the log subscriber: level from `RUST_LOG` (else `PROXBOX_LOG_LEVEL`, else
+/// `info`), on stderr, in `format`.
+pub fn init_logging(format: LogFormat) {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .or_else(|_| {
+            tracing_subscriber::EnvFilter::try_new(
+                std::env::var("PROXBOX_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
+            )
+        })
+        .unwrap_or_else(|_| "info".into());
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    match format {
+        LogFormat::Human => builder.init(),
+        LogFormat::Json => builder.json().flatten_event(true).init(),
+    }
+}
+
 /// Entry point of the binary.
 pub fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
     let cli = Cli::parse();
+    init_logging(cli.log_format);
     match run(cli) {
         Ok(code) => code,
         Err(e) => {
@@ -180,11 +214,17 @@ fn serve(engine: &MapperEngine, args: ServeArgs) -> anyhow::Result<ExitCode> {
     for kind in Kind::ALL {
         tracing::info!(%kind, component = mappers.component(kind).name(), "mapper loaded");
     }
+    let store = crate::store::Store::open(&args.database)
+        .map_err(|e| anyhow::anyhow!("cannot open {}: {e}", args.database.display()))?;
+    tracing::info!(path = %args.database.display(), key = ?store.key_source(), "configuration store open");
+    let proxies = server::auth::TrustedProxies::parse(&args.trusted_proxies)
+        .map_err(|e| anyhow::anyhow!("PROXBOX_TRUSTED_PROXIES: {e}"))?;
+    let state = server::AppState::builder(store)
+        .mappers(mappers)
+        .trusted_proxies(proxies)
+        .build();
     let runtime = tokio::runtime::Runtime::new()?;
-    runtime.block_on(server::serve(
-        SocketAddr::new(args.host, args.port),
-        server::AppState::new(mappers),
-    ))?;
+    runtime.block_on(server::serve(SocketAddr::new(args.host, args.port), state))?;
     Ok(ExitCode::SUCCESS)
 }
 

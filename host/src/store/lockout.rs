@@ -18,6 +18,12 @@ pub trait Clock: Send + Sync {
     fn now(&self) -> Instant;
 }
 
+impl<C: Clock + ?Sized> Clock for Arc<C> {
+    fn now(&self) -> Instant {
+        (**self).now()
+    }
+}
+
 /// The real monotonic clock.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct SystemClock;

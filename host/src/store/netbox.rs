@@ -6,7 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::crypto::{Crypto, Secret, Slot};
 use super::error::{Entity, StoreError};
 use super::messages;
-use super::validate::{Checker, Page, de};
+use super::validate::{Checker, HostRule, Page, de, endpoint_host};
 use super::{Store, next_id};
 
 const TABLE: &str = "netboxendpoint";
@@ -404,6 +404,17 @@ fn check_credentials(
     Ok(version)
 }
 
+/// The host checks: the address when given, the domain when given and non-empty.
+fn check_hosts(ip_address: Option<&str>, domain: Option<&str>) -> Result<(), StoreError> {
+    if let Some(ip) = ip_address {
+        endpoint_host("IP address", ip, HostRule::WithSettingsHint)?;
+    }
+    if let Some(domain) = domain.filter(|d| !d.is_empty()) {
+        endpoint_host("domain", domain, HostRule::WithSettingsHint)?;
+    }
+    Ok(())
+}
+
 fn trimmed(secret: &Secret) -> Held {
     Held::New(Secret::new(secret.expose().trim()))
 }
@@ -411,7 +422,7 @@ fn trimmed(secret: &Secret) -> Held {
 impl Store {
     /// `POST /netbox/endpoint`: create the singleton. Checks, in the reference's order:
     /// field limits (422), [`messages::NETBOX_SINGLETON`], [`messages::NETBOX_NAME_EXISTS`],
-    /// token version and credentials (400). Host (SSRF) checks are the route's.
+    /// the endpoint hosts, token version and credentials (400).
     pub fn create_netbox_endpoint(
         &self,
         input: NetBoxEndpointCreate,
@@ -432,6 +443,7 @@ impl Store {
             if count > 0 {
                 return Err(StoreError::Invalid(messages::NETBOX_SINGLETON.into()));
             }
+            check_hosts(Some(&input.ip_address), Some(&input.domain))?;
             let token = trimmed(&input.token);
             let mut token_key = input
                 .token_key
@@ -532,6 +544,7 @@ impl Store {
         self.with_conn(|conn, crypto| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let row = load(&tx, id)?.ok_or(StoreError::NotFound(Entity::NetBoxEndpoint))?;
+            check_hosts(patch.ip_address.as_deref(), patch.domain.as_deref())?;
             let old_token = Held::stored(crypto, row.slot("token"), Some(row.token.clone()));
             let old_key = Held::stored(crypto, row.slot("token_key"), row.token_key.clone());
 

@@ -10,7 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use super::crypto::{Crypto, Secret, Slot};
 use super::error::{Entity, StoreError};
-use super::validate::{Checker, Page, de};
+use super::validate::{Checker, HostRule, Page, de, endpoint_host};
 use super::{Store, messages, next_id, template};
 
 const TABLE: &str = "proxmoxendpoint";
@@ -607,7 +607,7 @@ impl Store {
     /// `POST /proxmox/endpoints`. Checks, in the reference's order: field limits and
     /// `access_methods` / template (422), the credential rules
     /// ([`messages::PROXMOX_TOKEN_PAIR`], [`messages::PROXMOX_CREDENTIALS_REQUIRED`]),
-    /// then [`messages::PROXMOX_NAME_EXISTS`] (400). Host (SSRF) checks are the route's.
+    /// the endpoint hosts, then [`messages::PROXMOX_NAME_EXISTS`] (400).
     pub fn create_proxmox_endpoint(
         &self,
         input: ProxmoxEndpointCreate,
@@ -651,6 +651,10 @@ impl Store {
             non_empty(input.token_name.as_deref()),
             token_value.is_some(),
         )?;
+        endpoint_host("IP address", &input.ip_address, HostRule::Bare)?;
+        if let Some(domain) = input.domain.as_deref().filter(|d| !d.is_empty()) {
+            endpoint_host("domain", domain, HostRule::Bare)?;
+        }
         let access = AccessMethod::parse(&input.access_methods).unwrap_or_default();
         self.with_conn(|conn, crypto| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -912,6 +916,17 @@ impl Store {
 
             template::check_for_endpoint(&new.node_device_name_template, &new.name)
                 .map_err(StoreError::UnprocessableDetail)?;
+            if let Some(ip) = patch.ip_address.as_deref().filter(|h| !h.is_empty()) {
+                endpoint_host("IP address", ip, HostRule::WithSettingsHint)?;
+            }
+            if let Some(domain) = patch
+                .domain
+                .as_ref()
+                .and_then(Option::as_deref)
+                .filter(|d| !d.is_empty())
+            {
+                endpoint_host("domain", domain, HostRule::WithSettingsHint)?;
+            }
             if new.name != old.name && name_taken(&tx, &new.name, Some(id))? {
                 return Err(StoreError::Invalid(messages::PROXMOX_NAME_EXISTS.into()));
             }

@@ -264,3 +264,36 @@ mod tests {
         assert!(Page::new(0, -1).is_err());
     }
 }
+
+/// How the reference words a rejected endpoint host.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum HostRule {
+    /// NetBox endpoint create/update, and Proxmox endpoint update: the message ends
+    /// with a hint about the plugin's SSRF settings.
+    WithSettingsHint,
+    /// Proxmox endpoint create: the bare reason.
+    Bare,
+}
+
+/// The reference's endpoint host check (its SSRF guard with the request's own hosts
+/// allowed): a host must be non-empty and not an unspecified address (`0.0.0.0`, `::`).
+/// `label` is `"IP address"` or `"domain"`; fails with 400 and the reference's message.
+pub(crate) fn endpoint_host(label: &str, host: &str, rule: HostRule) -> Result<(), StoreError> {
+    let host = host.trim();
+    let reason = if host.is_empty() {
+        "Host cannot be empty".to_string()
+    } else if host
+        .parse::<std::net::IpAddr>()
+        .is_ok_and(|ip| ip.is_unspecified())
+    {
+        format!("Host '{host}' is an unspecified IP address")
+    } else {
+        return Ok(());
+    };
+    Err(StoreError::Invalid(match rule {
+        HostRule::WithSettingsHint => {
+            format!("Invalid {label}: {reason}. Adjust SSRF settings in ProxboxPluginSettings.")
+        }
+        HostRule::Bare => format!("Invalid {label}: {reason}"),
+    }))
+}

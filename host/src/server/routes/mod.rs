@@ -1,0 +1,6 @@
+//! Route handlers, one module per URL group.
+
+pub mod auth;
+pub mod meta;
+pub mod netbox;
+pub mod proxmox;

@@ -1,0 +1,292 @@
+//! `/proxmox`: endpoint records (contract §3.5) and the JSON read routes the plugin's
+//! passes use (§3.6).
+
+use std::collections::{BTreeSet, HashMap};
+
+use axum::Json;
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use serde_json::{Value, json};
+
+use super::netbox::page;
+use crate::proxmox::ProxmoxError;
+use crate::proxmox::models::ClusterStatusEntry;
+use crate::server::AppState;
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::extract::{Body, QueryParams, path_int};
+use crate::server::sessions::{self, Selection, Session, version_json};
+use crate::store::{
+    ProxmoxEndpointCreate, ProxmoxEndpointPublic, ProxmoxEndpointUpdate, StoreError, messages,
+};
+
+fn not_found(message: &'static str) -> impl Fn(StoreError) -> ApiError {
+    move |error| match error {
+        StoreError::NotFound(_) => ApiError::detail(StatusCode::NOT_FOUND, message),
+        other => other.into(),
+    }
+}
+
+/// `POST /proxmox/endpoints`.
+pub async fn create(
+    State(state): State<AppState>,
+    Body(body): Body<ProxmoxEndpointCreate>,
+) -> ApiResult<Json<ProxmoxEndpointPublic>> {
+    let created = state.store().create_proxmox_endpoint(body)?;
+    tracing::info!(id = created.id, name = %created.name, "Proxmox endpoint created");
+    Ok(Json(created))
+}
+
+/// `GET /proxmox/endpoints`.
+pub async fn list(
+    State(state): State<AppState>,
+    query: QueryParams,
+) -> ApiResult<Json<Vec<ProxmoxEndpointPublic>>> {
+    Ok(Json(state.store().list_proxmox_endpoints(page(&query)?)?))
+}
+
+/// `GET /proxmox/endpoints/{id}`.
+pub async fn get(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<ProxmoxEndpointPublic>> {
+    state
+        .store()
+        .get_proxmox_endpoint(path_int("endpoint_id", &id)?)?
+        .map(Json)
+        .ok_or_else(|| ApiError::detail(StatusCode::NOT_FOUND, messages::PROXMOX_NOT_FOUND))
+}
+
+/// `PUT /proxmox/endpoints/{id}`: only the fields given change.
+pub async fn update(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+    Body(body): Body<ProxmoxEndpointUpdate>,
+) -> ApiResult<Json<ProxmoxEndpointPublic>> {
+    let id = path_int("endpoint_id", &id)?;
+    let updated = state
+        .store()
+        .update_proxmox_endpoint(id, body)
+        .map_err(not_found(messages::PROXMOX_NOT_FOUND_UPDATE))?;
+    tracing::info!(id, name = %updated.name, "Proxmox endpoint updated");
+    Ok(Json(updated))
+}
+
+/// `DELETE /proxmox/endpoints/{id}`.
+pub async fn delete(
+    State(state): State<AppState>,
+    Path(id): Path<String>,
+) -> ApiResult<Json<Value>> {
+    let id = path_int("endpoint_id", &id)?;
+    state
+        .store()
+        .delete_proxmox_endpoint(id)
+        .map_err(not_found(messages::PROXMOX_NOT_FOUND))?;
+    tracing::info!(id, "Proxmox endpoint deleted");
+    Ok(Json(json!({ "message": messages::PROXMOX_DELETED })))
+}
+
+async fn open(state: &AppState, query: &QueryParams) -> ApiResult<Vec<Session>> {
+    sessions::open(state.store(), &Selection::from_query(query)?).await
+}
+
+fn upstream(session: &Session, what: &str, error: &ProxmoxError) -> ApiError {
+    ApiError::proxbox(
+        StatusCode::BAD_GATEWAY,
+        format!("Error retrieving Proxmox {what}"),
+        format!("endpoint '{}': {error}", session.endpoint.name),
+    )
+}
+
+/// `GET /proxmox/sessions`: the connected endpoints.
+pub async fn list_sessions(
+    State(state): State<AppState>,
+    query: QueryParams,
+) -> ApiResult<Json<Value>> {
+    let sessions = open(&state, &query).await?;
+    Ok(Json(Value::Array(
+        sessions
+            .iter()
+            .map(|s| {
+                json!({
+                    "ip_address": s.endpoint.ip_address,
+                    "domain": s.endpoint.domain,
+                    "http_port": s.endpoint.port,
+                    "user": s.endpoint.username,
+                    "name": s.name,
+                    "mode": s.mode.as_str(),
+                    "proxmox_version": version_json(&s.version),
+                    "schema_release": s.version.release,
+                    "schema_status": null,
+                })
+            })
+            .collect(),
+    )))
+}
+
+/// `GET /proxmox/version`: `[{"<session name>": version}]`; 404 with no endpoint.
+pub async fn version(State(state): State<AppState>, query: QueryParams) -> ApiResult<Json<Value>> {
+    let sessions = open(&state, &query).await?;
+    if sessions.is_empty() {
+        return Err(ApiError::detail(
+            StatusCode::NOT_FOUND,
+            "No Proxmox active connections found, not able to retrieve version information",
+        ));
+    }
+    Ok(Json(Value::Array(
+        sessions
+            .iter()
+            .map(|s| json!({ s.name.clone(): version_json(&s.version) }))
+            .collect(),
+    )))
+}
+
+/// `GET /proxmox/cluster/status`: one record per session with its `node_list`.
+pub async fn cluster_status(
+    State(state): State<AppState>,
+    query: QueryParams,
+) -> ApiResult<Json<Value>> {
+    let sessions = open(&state, &query).await?;
+    Ok(Json(Value::Array(
+        sessions.iter().map(cluster_record).collect(),
+    )))
+}
+
+fn cluster_record(session: &Session) -> Value {
+    let mut cluster = None;
+    let mut nodes = Vec::new();
+    for entry in &session.status {
+        match entry {
+            ClusterStatusEntry::Cluster { raw, .. } => cluster = Some(raw),
+            ClusterStatusEntry::Node {
+                name,
+                online,
+                nodeid,
+                ip,
+                local,
+                raw,
+            } => nodes.push(json!({
+                "id": raw.get("id").and_then(Value::as_str).map_or_else(|| format!("node/{name}"), str::to_string),
+                "name": name,
+                "type": "node",
+                "ip": ip.clone().unwrap_or_default(),
+                "level": raw.get("level").and_then(Value::as_str),
+                "local": local,
+                "nodeid": nodeid.unwrap_or(0),
+                "online": online,
+            })),
+            ClusterStatusEntry::Other(_) => {}
+        }
+    }
+    let field = |key: &str| cluster.and_then(|c| c.get(key));
+    let name = field("name")
+        .and_then(Value::as_str)
+        .unwrap_or(&session.name)
+        .to_string();
+    let node_count = field("nodes")
+        .and_then(Value::as_u64)
+        .filter(|n| *n > 0)
+        .unwrap_or(nodes.len() as u64);
+    let quorate = field("quorate")
+        .map(|q| {
+            q.as_bool()
+                .unwrap_or_else(|| q.as_u64().is_some_and(|n| n > 0))
+        })
+        .unwrap_or(!nodes.is_empty());
+    let endpoint = &session.endpoint;
+    json!({
+        "id": field("id").and_then(Value::as_str).map_or_else(|| format!("cluster/{name}"), str::to_string),
+        "name": name,
+        "type": "cluster",
+        "nodes": node_count,
+        "quorate": quorate,
+        "version": field("version").and_then(Value::as_u64).unwrap_or(0),
+        "mode": session.mode.as_str(),
+        "endpoint_name": endpoint.name,
+        "node_device_name_template": if endpoint.node_device_name_template.is_empty() { "{node}" } else { endpoint.node_device_name_template.as_str() },
+        "db_endpoint_id": endpoint.id,
+        "endpoint_source": "database",
+        "domain": endpoint.domain,
+        "ip_address": endpoint.ip_address,
+        "http_port": endpoint.port,
+        "site_id": endpoint.site_id,
+        "site_slug": endpoint.site_slug,
+        "site_name": endpoint.site_name,
+        "tenant_id": endpoint.tenant_id,
+        "tenant_slug": endpoint.tenant_slug,
+        "tenant_name": endpoint.tenant_name,
+        "node_list": nodes,
+    })
+}
+
+/// `GET /proxmox/cluster/resources[?type=vm|storage|node|sdn]`:
+/// `[{"<cluster name>": [resources]}]`, deduplicated by resource id within each cluster
+/// (several endpoints of one cluster list the same resources).
+pub async fn cluster_resources(
+    State(state): State<AppState>,
+    query: QueryParams,
+) -> ApiResult<Json<Value>> {
+    let kind = query
+        .get("type")
+        .filter(|t| !t.is_empty())
+        .map(str::to_string);
+    if let Some(kind) = &kind
+        && !["vm", "storage", "node", "sdn"].contains(&kind.as_str())
+    {
+        return Err(ApiError::invalid(
+            "enum",
+            json!(["query", "type"]),
+            "Input should be 'vm', 'storage', 'node' or 'sdn'",
+        ));
+    }
+    let sessions = open(&state, &query).await?;
+    let params: Vec<(&str, String)> = kind.iter().map(|k| ("type", k.clone())).collect();
+    let answers = futures::future::join_all(
+        sessions
+            .iter()
+            .map(|s| s.client.get("cluster/resources", &params)),
+    )
+    .await;
+    let mut order: Vec<String> = Vec::new();
+    let mut by_cluster: HashMap<String, (BTreeSet<String>, Vec<Value>)> = HashMap::new();
+    for (session, answer) in sessions.iter().zip(answers) {
+        let resources = answer.map_err(|e| upstream(session, "cluster resources", &e))?;
+        let entry = by_cluster.entry(session.name.clone()).or_insert_with(|| {
+            order.push(session.name.clone());
+            Default::default()
+        });
+        for resource in resources.as_array().into_iter().flatten() {
+            let id = resource
+                .get("id")
+                .and_then(Value::as_str)
+                .unwrap_or_default();
+            if entry.0.insert(id.to_string()) {
+                entry.1.push(resource.clone());
+            }
+        }
+    }
+    Ok(Json(Value::Array(
+        order
+            .into_iter()
+            .map(|name| {
+                let items = by_cluster.remove(&name).map(|(_, v)| v).unwrap_or_default();
+                json!({ name: items })
+            })
+            .collect(),
+    )))
+}
+
+/// `GET /proxmox/nodes/`: `[{"<session name>": node}]` — every node of every session
+/// (the reference returns only the first node of each; see the README).
+pub async fn nodes(State(state): State<AppState>, query: QueryParams) -> ApiResult<Json<Value>> {
+    let sessions = open(&state, &query).await?;
+    let answers =
+        futures::future::join_all(sessions.iter().map(|s| s.client.get("nodes", &[]))).await;
+    let mut out = Vec::new();
+    for (session, answer) in sessions.iter().zip(answers) {
+        let nodes = answer.map_err(|e| upstream(session, "nodes", &e))?;
+        for node in nodes.as_array().into_iter().flatten() {
+            out.push(json!({ session.name.clone(): node }));
+        }
+    }
+    Ok(Json(Value::Array(out)))
+}
