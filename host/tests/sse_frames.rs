@@ -767,3 +767,51 @@ async fn response_headers_match_reference() {
         .unwrap();
     assert_eq!(body, golden("step_started").as_bytes());
 }
+
+/// A client that goes away mid-stream cancels the stage's work: the task is dropped.
+#[tokio::test]
+async fn a_disconnecting_client_cancels_the_work() {
+    struct SignalOnDrop(Option<tokio::sync::oneshot::Sender<()>>);
+    impl Drop for SignalOnDrop {
+        fn drop(&mut self) {
+            if let Some(tx) = self.0.take() {
+                let _ = tx.send(());
+            }
+        }
+    }
+    let (dropped_tx, dropped_rx) = tokio::sync::oneshot::channel();
+    let slot = Arc::new(std::sync::Mutex::new(Some(dropped_tx)));
+    let app = axum::Router::new().route(
+        "/stream",
+        axum::routing::get(move || {
+            let slot = slot.clone();
+            async move {
+                let signal = SignalOnDrop(slot.lock().expect("lock").take());
+                proxbox_host::events::sse_response(StreamGuard::new("devices").run(
+                    move |sink| async move {
+                        let _signal = signal;
+                        sink.emit(Step::started("devices"));
+                        std::future::pending::<()>().await;
+                        Ok(Complete::success("never", Dict::new()))
+                    },
+                ))
+            }
+        }),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+
+    let mut response = reqwest::get(format!("http://{addr}/stream"))
+        .await
+        .expect("get");
+    let first = response.chunk().await.expect("read").expect("a frame");
+    assert!(first.starts_with(b"event: step\n"), "{first:?}");
+    drop(response);
+    tokio::time::timeout(Duration::from_secs(10), dropped_rx)
+        .await
+        .expect("the work was cancelled after the client left")
+        .expect("signal");
+}
