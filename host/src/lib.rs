@@ -14,3 +14,4 @@ pub mod proxmox;
 mod py_repr;
 pub mod server;
 pub mod store;
+pub mod sync;

@@ -57,6 +57,7 @@ async fn ensure(
     client: &NetBoxClient,
     path: &str,
     objects: Vec<Value>,
+    write: bool,
 ) -> Result<BTreeMap<String, u64>, NetBoxError> {
     let slugs: Vec<String> = objects
         .iter()
@@ -77,7 +78,11 @@ async fn ensure(
     let mut retried = false;
     let applied = loop {
         let existing = client.list(path, &query).await?;
-        let plan = reconcile::plan(&spec, &desired, &existing);
+        let mut plan = reconcile::plan(&spec, &desired, &existing);
+        if !write {
+            plan.creates.clear();
+            plan.updates.clear();
+        }
         let applied = reconcile::apply(client, &spec, plan, false).await;
         match applied.failed.iter().next() {
             None => break applied,
@@ -107,6 +112,16 @@ pub async fn ensure_all(
     client: &NetBoxClient,
     status: &NetBoxStatus,
 ) -> Result<Prerequisites, NetBoxError> {
+    ensure_all_with(client, status, true).await
+}
+
+/// The ids of the prerequisite objects that exist, creating the missing ones only when
+/// `write` (a dry run reads).
+pub async fn ensure_all_with(
+    client: &NetBoxClient,
+    status: &NetBoxStatus,
+    write: bool,
+) -> Result<Prerequisites, NetBoxError> {
     let tags = ensure(
         client,
         "extras/tags/",
@@ -118,6 +133,7 @@ pub async fn ensure_all(
             json!({"name": "Proxbox: Discovered Cluster", "slug": "proxbox-discovered-cluster", "color": "4caf50"}),
             json!({"name": "Proxbox: Discovered Node", "slug": "proxbox-discovered-node", "color": "9c27b0"}),
         ],
+        write,
     )
     .await?;
     let owner: Vec<Value> = tags
@@ -136,12 +152,14 @@ pub async fn ensure_all(
                 json!({"name": name, "slug": mode, "description": format!("Proxmox {mode} mode"), "tags": owner})
             })
             .collect(),
+        write,
     )
     .await?;
     let manufacturers = ensure(
         client,
         "dcim/manufacturers/",
         vec![json!({"name": "Proxmox", "slug": "proxmox", "tags": owner})],
+        write,
     )
     .await?;
     let device_types = ensure(
@@ -151,6 +169,7 @@ pub async fn ensure_all(
             json!({"model": "Proxmox Generic Device", "slug": "proxmox-generic-device",
                     "manufacturer": manufacturers.get("proxmox"), "tags": owner}),
         ],
+        write,
     )
     .await?;
     let roles = ensure(
@@ -162,6 +181,7 @@ pub async fn ensure_all(
             json!({"name": "Container (LXC)", "slug": "container-lxc", "color": "7fffd4", "vm_role": true, "tags": owner}),
             json!({"name": "Unknown", "slug": "unknown", "color": "000000", "vm_role": true, "tags": owner}),
         ],
+        write,
     )
     .await?;
     let vm_types = if status.has_vm_types() {
@@ -172,6 +192,7 @@ pub async fn ensure_all(
                 json!({"name": "QEMU Virtual Machine", "slug": "qemu-virtual-machine", "tags": owner}),
                 json!({"name": "LXC Container", "slug": "lxc-container", "tags": owner}),
             ],
+            write,
         )
         .await?
     } else {

@@ -20,7 +20,7 @@ pub const VM_PATH: &str = "virtualization/virtual-machines/";
 pub const VM_STATE_PATH: &str = "plugins/proxbox/sync-state/virtual-machines/";
 
 /// Key under which listed VMs carry their identity for matching (never sent to NetBox).
-const IDENTITY_KEY: &str = "_proxbox_identity";
+pub const IDENTITY_KEY: &str = "_proxbox_identity";
 
 /// The Proxmox identity of a VM.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord)]
@@ -47,7 +47,8 @@ pub struct DesiredVm {
     pub node_name: String,
 }
 
-fn identity_of(cluster: &Value, identity: &VmIdentity) -> Identity {
+/// The reconcile identity of a VM in `cluster` (a NetBox id or nested cluster object).
+pub fn identity_of(cluster: &Value, identity: &VmIdentity) -> Identity {
     vec![
         json!(identity.endpoint),
         reconcile::normalise(cluster),

@@ -46,6 +46,7 @@ struct Inner {
     trusted_proxies: TrustedProxies,
     runs: RunRegistry,
     stage_runner: Option<ws::SharedRunner>,
+    mapper_params: Vec<(String, String)>,
 }
 
 impl AppState {
@@ -67,6 +68,16 @@ impl AppState {
     /// The mappers, when loaded.
     pub fn mappers(&self) -> Option<&MapperSet> {
         self.inner.mappers.as_deref()
+    }
+
+    /// The mappers, shared (for work that outlives a borrow).
+    pub fn mappers_shared(&self) -> Option<Arc<MapperSet>> {
+        self.inner.mappers.clone()
+    }
+
+    /// Site parameters passed to every mapper in its context.
+    pub fn mapper_params(&self) -> &[(String, String)] {
+        &self.inner.mapper_params
     }
 
     /// Failed-authentication bookkeeping.
@@ -98,6 +109,7 @@ pub struct AppStateBuilder {
     clock: Arc<dyn Clock>,
     trusted_proxies: TrustedProxies,
     stage_runner: Option<ws::SharedRunner>,
+    mapper_params: Vec<(String, String)>,
 }
 
 impl AppStateBuilder {
@@ -109,7 +121,14 @@ impl AppStateBuilder {
             clock: Arc::new(SystemClock),
             trusted_proxies: TrustedProxies::default(),
             stage_runner: None,
+            mapper_params: Vec::new(),
         }
+    }
+
+    /// Site parameters passed to every mapper (`context.params`).
+    pub fn mapper_params(mut self, params: Vec<(String, String)>) -> Self {
+        self.mapper_params = params;
+        self
     }
 
     /// The mappers syncs run.
@@ -152,6 +171,7 @@ impl AppStateBuilder {
                 trusted_proxies: self.trusted_proxies,
                 runs: RunRegistry::default(),
                 stage_runner: self.stage_runner,
+                mapper_params: self.mapper_params,
             }),
         }
     }
@@ -159,7 +179,7 @@ impl AppStateBuilder {
 
 /// The service's routes.
 pub fn router(state: AppState) -> Router {
-    use routes::{auth as keys, meta, netbox, proxmox};
+    use routes::{auth as keys, meta, netbox, proxmox, sync};
     Router::new()
         .route("/", get(meta::root))
         .route("/health", get(meta::health))
@@ -200,6 +220,13 @@ pub fn router(state: AppState) -> Router {
             get(proxmox::cluster_resources),
         )
         .route("/proxmox/nodes/", get(proxmox::nodes))
+        .route("/dcim/devices/create", get(sync::devices_json))
+        .route("/dcim/devices/create/stream", get(sync::devices_stream))
+        .route("/virtualization/virtual-machines/create", get(sync::vms_json))
+        .route(
+            "/virtualization/virtual-machines/create/stream",
+            get(sync::vms_stream),
+        )
         .route("/ws", get(ws::commands))
         .route("/ws/virtual-machines", get(ws::virtual_machines))
         .fallback(not_found)

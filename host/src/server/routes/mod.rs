@@ -4,3 +4,4 @@ pub mod auth;
 pub mod meta;
 pub mod netbox;
 pub mod proxmox;
+pub mod sync;

@@ -1,0 +1,145 @@
+//! The sync routes (contract §3.7): each stage as an SSE stream (`…/stream`) and as a
+//! JSON call, sharing one pipeline. Configuration problems (no NetBox endpoint, a
+//! Proxmox endpoint that cannot be reached, bad parameters) are plain JSON errors
+//! before the stream starts; a Proxmox endpoint already being synced is a 409.
+
+use axum::Json;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures::StreamExt;
+use serde_json::Value;
+
+use crate::events::{
+    Dict, ErrorCategory, ErrorDetail, Event, EventSink, Failure, Stage, count_result, sse_response,
+};
+use crate::server::AppState;
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::extract::QueryParams;
+use crate::server::runs::RunGuard;
+use crate::sync::options::SyncOptions;
+use crate::sync::{StageSummary, SyncRun, devices, vms};
+
+/// A sync stage served by a route.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StageKind {
+    /// Nodes → devices.
+    Devices,
+    /// Guests → virtual machines.
+    VirtualMachines,
+}
+
+impl StageKind {
+    /// The stage (`step`) name.
+    pub fn name(self) -> &'static str {
+        match self {
+            StageKind::Devices => devices::PHASE,
+            StageKind::VirtualMachines => vms::PHASE,
+        }
+    }
+
+    /// Run the stage.
+    pub async fn run(self, run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Failure> {
+        match self {
+            StageKind::Devices => devices::stage(run, sink).await,
+            StageKind::VirtualMachines => vms::stage(run, sink).await,
+        }
+    }
+}
+
+/// Prepare a run and claim its endpoints.
+pub async fn prepare(
+    state: &AppState,
+    query: &QueryParams,
+    kind: &str,
+) -> ApiResult<(SyncRun, RunGuard)> {
+    let options = SyncOptions::from_query(query)?;
+    let run = SyncRun::prepare(state, options).await?;
+    let guard = state
+        .runs()
+        .start_exclusive(kind, Some(&run.run_id), &run.endpoint_ids())
+        .map_err(|busy| ApiError::Detail {
+            status: StatusCode::CONFLICT,
+            detail: format!(
+                "A sync is already running for Proxmox endpoint(s) {:?} (run {}, {}); retry when it ends.",
+                busy.endpoints, busy.run.id, busy.run.kind
+            )
+            .into(),
+            retry_after: None,
+        })?;
+    Ok((run, guard))
+}
+
+/// Warnings about the request's options, as `error_detail` frames.
+pub fn warn_options(run: &SyncRun, sink: &EventSink, phase: &str) {
+    for warning in &run.options.warnings {
+        let mut detail = ErrorDetail::new(ErrorCategory::Validation, warning.clone());
+        detail.phase = Some(phase.to_string());
+        sink.emit(detail);
+    }
+}
+
+/// The events of one stage: `step` started, the stage's frames, `step` completed,
+/// `complete` (or `error` + `complete ok:false`).
+pub fn stage_events(
+    kind: StageKind,
+    run: SyncRun,
+    guard: RunGuard,
+) -> impl futures::Stream<Item = Event> + Send + 'static {
+    Stage::new(kind.name()).run(move |sink| async move {
+        let _guard = guard;
+        warn_options(&run, &sink, kind.name());
+        let summary = kind.run(&run, &sink).await?;
+        Ok(count_result(summary.count))
+    })
+}
+
+/// `GET <stage>/stream`.
+pub async fn stream(state: AppState, query: QueryParams, kind: StageKind) -> ApiResult<Response> {
+    let (run, guard) = prepare(&state, &query, kind.name()).await?;
+    Ok(sse_response(stage_events(kind, run, guard)))
+}
+
+/// `GET <stage>`: the same work, answered with its result once done.
+pub async fn json(state: AppState, query: QueryParams, kind: StageKind) -> ApiResult<Response> {
+    let (run, guard) = prepare(&state, &query, kind.name()).await?;
+    let mut events = Box::pin(stage_events(kind, run, guard));
+    while let Some(event) = events.next().await {
+        if let Event::Complete(complete) = event {
+            let result = complete.result.unwrap_or_else(|| Dict::new().into());
+            let body: Value = serde_json::to_value(&result).unwrap_or(Value::Null);
+            if complete.ok {
+                return Ok(Json(body).into_response());
+            }
+            let detail = complete
+                .errors
+                .first()
+                .map(|e| e.detail.py_str())
+                .unwrap_or(complete.message.clone());
+            return Err(ApiError::proxbox(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                complete.message,
+                detail,
+            ));
+        }
+    }
+    Err(ApiError::Internal("the stage ended without a result".into()))
+}
+
+macro_rules! stage_routes {
+    ($($stream:ident, $json:ident => $kind:expr;)*) => {$(
+        /// SSE route of a stage.
+        pub async fn $stream(State(state): State<AppState>, query: QueryParams) -> ApiResult<Response> {
+            stream(state, query, $kind).await
+        }
+        /// JSON route of a stage.
+        pub async fn $json(State(state): State<AppState>, query: QueryParams) -> ApiResult<Response> {
+            json(state, query, $kind).await
+        }
+    )*};
+}
+
+stage_routes! {
+    devices_stream, devices_json => StageKind::Devices;
+    vms_stream, vms_json => StageKind::VirtualMachines;
+}

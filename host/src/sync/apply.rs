@@ -1,0 +1,128 @@
+//! Plan and apply one kind, or (dry run) only plan: the per-object outcome either way.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value};
+
+use super::report::Outcome;
+use crate::netbox::reconcile::{self, Desired, KindSpec};
+use crate::netbox::{NetBoxClient, NetBoxError};
+
+/// The outcome of reconciling one kind.
+#[derive(Debug, Default)]
+pub struct KindResult {
+    /// Per desired index: what happened and the NetBox id (when it exists).
+    pub items: BTreeMap<usize, (Outcome, Option<u64>)>,
+    /// Deleted ids (dry run: would be deleted), with their outcome.
+    pub deleted: Vec<(u64, Outcome)>,
+    /// NetBox objects of the desired indices that were created or updated (as returned).
+    pub objects: BTreeMap<usize, Value>,
+}
+
+impl KindResult {
+    /// The NetBox id of desired object `index`, if it exists.
+    pub fn id(&self, index: usize) -> Option<u64> {
+        self.items.get(&index).and_then(|(_, id)| *id)
+    }
+}
+
+/// Reconcile `desired` against `existing`; deletes only owned delete candidates when
+/// `scope_complete`. On `dry_run` nothing is written and the outcomes say what would be.
+pub async fn reconcile_kind(
+    client: &NetBoxClient,
+    spec: &KindSpec,
+    desired: &[Desired],
+    existing: &[Value],
+    scope_complete: bool,
+    dry_run: bool,
+) -> KindResult {
+    let plan = reconcile::plan(spec, desired, existing);
+    let mut result = KindResult::default();
+    for index in &plan.duplicates {
+        result.items.insert(
+            *index,
+            (
+                Outcome::Failed("another object in this run has the same identity".into()),
+                None,
+            ),
+        );
+    }
+    let changed: BTreeMap<usize, (Vec<String>, Option<u64>)> = plan
+        .updates
+        .iter()
+        .map(|(i, patch)| (*i, (changed_fields(patch), patch.get("id").and_then(Value::as_u64))))
+        .collect();
+    for (index, id) in &plan.unchanged {
+        result.items.insert(*index, (Outcome::Unchanged, Some(*id)));
+    }
+    if dry_run {
+        for (index, _) in &plan.creates {
+            result.items.insert(*index, (Outcome::Created, None));
+        }
+        for (index, (fields, id)) in changed {
+            result.items.insert(index, (Outcome::Updated(fields), id));
+        }
+        for (id, owned) in &plan.delete_candidates {
+            if *owned && scope_complete {
+                result.deleted.push((*id, Outcome::Deleted));
+            }
+        }
+        return result;
+    }
+    let creates: BTreeSet<usize> = plan.creates.iter().map(|(i, _)| *i).collect();
+    let applied = reconcile::apply(client, spec, plan, scope_complete).await;
+    for (index, error) in &applied.failed {
+        let id = changed.get(index).and_then(|(_, id)| *id);
+        result
+            .items
+            .insert(*index, (Outcome::Failed(describe(error)), id));
+    }
+    for (index, object) in applied.objects {
+        if result.items.contains_key(&index) {
+            continue;
+        }
+        let id = object.get("id").and_then(Value::as_u64);
+        let outcome = if creates.contains(&index) {
+            Outcome::Created
+        } else if let Some((fields, _)) = changed.get(&index) {
+            Outcome::Updated(fields.clone())
+        } else {
+            Outcome::Unchanged
+        };
+        result.items.insert(index, (outcome, id));
+        result.objects.insert(index, object);
+    }
+    result.deleted = applied
+        .deleted
+        .into_iter()
+        .map(|id| (id, Outcome::Deleted))
+        .collect();
+    result
+}
+
+fn changed_fields(patch: &Map<String, Value>) -> Vec<String> {
+    patch.keys().filter(|k| *k != "id").cloned().collect()
+}
+
+/// NetBox's complaint about one object, in one line.
+pub fn describe(error: &NetBoxError) -> String {
+    error.to_string()
+}
+
+/// Every object at `path` whose `field` is one of `values` (chunked list reads).
+pub async fn list_by(
+    client: &NetBoxClient,
+    path: &str,
+    field: &str,
+    values: &BTreeSet<String>,
+    extra: &[(&str, String)],
+) -> Result<Vec<Value>, NetBoxError> {
+    let mut out = Vec::new();
+    let values: Vec<&String> = values.iter().collect();
+    for chunk in values.chunks(50) {
+        let mut query: Vec<(&str, String)> = chunk.iter().map(|v| (field, (*v).clone())).collect();
+        query.extend(extra.iter().cloned());
+        out.extend(client.list(path, &query).await?);
+    }
+    Ok(out)
+}

@@ -1,0 +1,170 @@
+//! The sync: Proxmox snapshot → mapper → desired state → diff against NetBox → plan →
+//! apply → events, one stage per object kind.
+//!
+//! - [`SyncRun`]: everything a request's stages share (NetBox client and prerequisites,
+//!   Proxmox sessions, mappers, options), prepared before the stream starts so that
+//!   configuration errors are plain JSON errors.
+//! - [`options`]: the plugin's query parameters.
+//! - [`mapping`]: mappers over batches, off the async runtime.
+//! - [`resolve`]: natural keys (slugs, names) to NetBox ids.
+//! - [`report`]: per-object `item_progress`, `phase_summary` and legacy frames.
+//! - [`devices`], [`vms`]: the stages.
+
+pub mod apply;
+pub mod devices;
+pub mod mapping;
+pub mod options;
+pub mod report;
+pub mod resolve;
+pub mod vms;
+
+use std::sync::Arc;
+
+use axum::http::StatusCode;
+use serde_json::{Map, Value};
+
+use crate::events::{ErrorCategory, ErrorDetail, EventSink, PhaseCounts};
+use crate::mapper::MapperSet;
+use crate::netbox::prerequisites::{self, Prerequisites};
+use crate::netbox::{NetBoxClient, NetBoxStatus};
+use crate::proxmox::Inventory;
+use crate::server::AppState;
+use crate::server::error::{ApiError, ApiResult};
+use crate::server::sessions::{self, Session};
+use options::SyncOptions;
+
+/// What one request's stages share.
+pub struct SyncRun {
+    /// NetBox.
+    pub netbox: NetBoxClient,
+    /// NetBox version and plugins.
+    pub netbox_status: NetBoxStatus,
+    /// Ids of the objects every stage needs (tags, types, roles).
+    pub prerequisites: Prerequisites,
+    /// The selected Proxmox endpoints, connected.
+    pub sessions: Vec<Session>,
+    /// The mappers.
+    pub mappers: Arc<MapperSet>,
+    /// The request's options.
+    pub options: SyncOptions,
+    /// Site parameters passed to mappers.
+    pub params: Vec<(String, String)>,
+    /// Time of the run, RFC 3339 UTC.
+    pub now: String,
+    /// Run id.
+    pub run_id: String,
+}
+
+impl SyncRun {
+    /// Connect NetBox and the selected Proxmox endpoints and ensure the prerequisite
+    /// objects (read-only on a dry run).
+    pub async fn prepare(state: &AppState, options: SyncOptions) -> ApiResult<SyncRun> {
+        let mappers = state.mappers_shared().ok_or_else(|| {
+            ApiError::proxbox(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "Mappers are not loaded",
+                "This host was started without mappers.",
+            )
+        })?;
+        let netbox = crate::server::routes::netbox::client(state)?;
+        let upstream = |what: &str, e: crate::netbox::NetBoxError| {
+            ApiError::proxbox(
+                StatusCode::BAD_GATEWAY,
+                format!("Error {what} NetBox"),
+                e.to_string(),
+            )
+        };
+        let netbox_status = netbox
+            .status()
+            .await
+            .map_err(|e| upstream("reading the status of", e))?;
+        let prerequisites =
+            prerequisites::ensure_all_with(&netbox, &netbox_status, !options.dry_run)
+                .await
+                .map_err(|e| upstream("preparing", e))?;
+        let sessions = sessions::open(state.store(), &options.selection).await?;
+        let now = time::OffsetDateTime::now_utc()
+            .replace_nanosecond(0)
+            .unwrap_or_else(|_| time::OffsetDateTime::now_utc())
+            .format(&time::format_description::well_known::Rfc3339)
+            .unwrap_or_default();
+        let run_id = options
+            .run_id
+            .clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+        Ok(SyncRun {
+            netbox,
+            netbox_status,
+            prerequisites,
+            sessions,
+            mappers,
+            params: state.mapper_params().to_vec(),
+            options,
+            now,
+            run_id,
+        })
+    }
+
+    /// Ids of the selected endpoints.
+    pub fn endpoint_ids(&self) -> Vec<i64> {
+        self.sessions.iter().map(|s| s.endpoint.id).collect()
+    }
+}
+
+/// What a stage reports at its end.
+#[derive(Clone, Debug, Default)]
+pub struct StageSummary {
+    /// The phase counts.
+    pub counts: PhaseCounts,
+    /// Objects that now exist in NetBox as desired (the reference's `count`).
+    pub count: usize,
+}
+
+/// One endpoint's base inventory (`/cluster/status` + `/cluster/resources`).
+pub struct EndpointRead<'a> {
+    /// The session it was read through.
+    pub session: &'a Session,
+    /// What was read.
+    pub inventory: Inventory,
+}
+
+/// Read the inventory of every session; an endpoint that cannot be read is reported
+/// (`error_detail`) and left out, so its objects are neither written nor deleted.
+pub async fn read_inventories<'a>(
+    run: &'a SyncRun,
+    sink: &EventSink,
+    phase: &str,
+) -> Vec<EndpointRead<'a>> {
+    let reads =
+        futures::future::join_all(run.sessions.iter().map(|s| Inventory::read(&s.client))).await;
+    let mut out = Vec::new();
+    for (session, read) in run.sessions.iter().zip(reads) {
+        match read {
+            Ok(inventory) => out.push(EndpointRead { session, inventory }),
+            Err(e) => {
+                let mut detail = ErrorDetail::new(
+                    ErrorCategory::Connection,
+                    format!("Cannot read Proxmox endpoint '{}'", session.endpoint.name),
+                );
+                detail.phase = Some(phase.to_string());
+                detail.detail = Some(e.to_string());
+                sink.emit(detail);
+            }
+        }
+    }
+    out
+}
+
+/// Parse a mapper's custom fields (`(name, JSON text)`) into NetBox's object.
+pub fn custom_fields(fields: &[(String, String)]) -> Result<Option<Map<String, Value>>, String> {
+    if fields.is_empty() {
+        return Ok(None);
+    }
+    let mut out = Map::new();
+    for (name, text) in fields {
+        let value: Value = serde_json::from_str(text)
+            .map_err(|e| format!("custom field `{name}` is not JSON ({e})"))?;
+        out.insert(name.clone(), value);
+    }
+    Ok(Some(out))
+}

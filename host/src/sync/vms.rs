@@ -1,0 +1,473 @@
+//! Stage `virtual-machines` (contract §7.4): QEMU VMs and LXC containers become NetBox
+//! virtual machines. A VM is matched by `(endpoint, NetBox cluster, VMID, type)` through
+//! the plugin's sync-state records, never by name. Names that collide inside one NetBox
+//! cluster get the smallest free `" (N)"` suffix, the lowest VMID keeping the bare name.
+//! Nothing is deleted here.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value, json};
+
+use super::apply::{KindResult, reconcile_kind};
+use super::devices::{self, Topology, tag_ids};
+use super::mapping::{self, map_batch};
+use super::options::SyncMode;
+use super::report::{Item, Outcome, Phase};
+use super::resolve::{ensure_tags, ids_by};
+use super::{EndpointRead, StageSummary, SyncRun, custom_fields, read_inventories};
+use crate::events::{DuplicateNameResolved, EventSink, Failure};
+use crate::mapper::v1::{DesiredVirtualMachine, GuestInput, GuestType};
+use crate::mapper::{Kind, MapInput, MapOutput};
+use crate::netbox::NetBoxClient;
+use crate::netbox::reconcile::Desired;
+use crate::netbox::vms::{self, IDENTITY_KEY, VM_PATH, VM_STATE_PATH, VmIdentity, identity_of};
+use crate::normalize;
+use crate::proxmox::inventory::read_configs;
+use crate::proxmox::models::{ClusterResource, GuestKind};
+
+/// Stage and phase name.
+pub const PHASE: &str = "virtual-machines";
+
+/// A guest read from Proxmox: its identity, the endpoint's read, and its input (or why not).
+pub struct Guest<'a> {
+    /// Which endpoint read it.
+    pub read: &'a EndpointRead<'a>,
+    /// The `/cluster/resources` entry.
+    pub resource: ClusterResource,
+    /// Proxmox identity.
+    pub identity: VmIdentity,
+    /// The normalised input, or why there is none.
+    pub input: Result<GuestInput, String>,
+}
+
+impl Guest<'_> {
+    /// `qemu/100 "name"`, for reports.
+    pub fn label(&self) -> String {
+        let name = self.resource.name.clone().unwrap_or_default();
+        format!("{}/{} {name}", self.identity.kind, self.identity.vmid)
+            .trim_end()
+            .to_string()
+    }
+}
+
+fn kind_str(kind: GuestKind) -> &'static str {
+    match kind {
+        GuestKind::Qemu => "qemu",
+        GuestKind::Lxc => "lxc",
+    }
+}
+
+/// The guests of `reads` the options select, with their configs read (bounded per
+/// endpoint). `wanted` restricts to those Proxmox identities (`netbox_vm_ids`).
+pub async fn read_guests<'a>(
+    run: &SyncRun,
+    reads: &'a [EndpointRead<'a>],
+    wanted: Option<&BTreeSet<VmIdentity>>,
+) -> Vec<Guest<'a>> {
+    let mut out = Vec::new();
+    for read in reads {
+        let endpoint = u64::try_from(read.session.endpoint.id).unwrap_or_default();
+        let mut inventory = read.inventory.clone();
+        inventory.guests.retain(|g| {
+            let template = g
+                .raw
+                .get("template")
+                .is_some_and(|t| t.as_u64() == Some(1) || t.as_bool() == Some(true));
+            let mode = if template {
+                run.options.sync_mode_vm_template
+            } else {
+                run.options.sync_mode_vm
+            };
+            let identity = VmIdentity {
+                endpoint,
+                vmid: g.vmid.unwrap_or_default(),
+                kind: kind_str(g.guest_kind().unwrap_or(GuestKind::Qemu)).into(),
+            };
+            mode != SyncMode::Disabled && wanted.is_none_or(|w| w.contains(&identity))
+        });
+        let (configs, completeness) = read_configs(&read.session.client, &inventory).await;
+        let mut by_vmid: BTreeMap<u32, _> = configs
+            .into_iter()
+            .map(|(resource, config)| (resource.vmid.unwrap_or_default(), config))
+            .collect();
+        for resource in inventory.guests {
+            let kind = resource.guest_kind().unwrap_or(GuestKind::Qemu);
+            let vmid = resource.vmid.unwrap_or_default();
+            let identity = VmIdentity {
+                endpoint,
+                vmid,
+                kind: kind_str(kind).into(),
+            };
+            let input = match by_vmid.remove(&vmid) {
+                Some(config) => normalize::guest(
+                    &resource.raw,
+                    Some(&config.raw),
+                    Some(match kind {
+                        GuestKind::Qemu => GuestType::Qemu,
+                        GuestKind::Lxc => GuestType::Lxc,
+                    }),
+                    resource.node.as_deref(),
+                )
+                .map_err(|e| format!("invalid Proxmox data: {e}")),
+                None => Err(completeness
+                    .guests_failed
+                    .get(&vmid)
+                    .map_or_else(|| "its config was not read".to_string(), |e| {
+                        format!("cannot read its config: {e}")
+                    })),
+            };
+            out.push(Guest {
+                read,
+                resource,
+                identity,
+                input,
+            });
+        }
+    }
+    out
+}
+
+/// Identities of the NetBox VMs `ids` (for `netbox_vm_ids`).
+pub async fn identities_of(
+    client: &NetBoxClient,
+    ids: &[u64],
+) -> Result<BTreeSet<VmIdentity>, crate::netbox::NetBoxError> {
+    let records = vms::read_identities(client).await?;
+    Ok(ids
+        .iter()
+        .filter_map(|id| records.get(id).map(|(_, identity)| identity.clone()))
+        .collect())
+}
+
+/// Run the stage with its events.
+pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Failure> {
+    let reads = read_inventories(run, sink, PHASE).await;
+    let (topology, _) = devices::reconcile(run, &reads, None).await?;
+    let wanted = match &run.options.netbox_vm_ids {
+        Some(ids) => Some(identities_of(&run.netbox, ids).await?),
+        None => None,
+    };
+    let guests = read_guests(run, &reads, wanted.as_ref()).await;
+    let result = reconcile(run, &guests, &topology, sink).await?;
+    Ok(result.summary)
+}
+
+/// What the VM reconcile produced.
+pub struct VmResult {
+    /// Counts and count.
+    pub summary: StageSummary,
+    /// NetBox VM id per Proxmox identity, for the VMs that exist now.
+    pub ids: BTreeMap<VmIdentity, u64>,
+}
+
+struct Want {
+    guest: usize,
+    cluster: String,
+    desired: DesiredVirtualMachine,
+}
+
+/// Map and reconcile `guests` into the clusters of `topology`, reporting each VM.
+pub async fn reconcile(
+    run: &SyncRun,
+    guests: &[Guest<'_>],
+    topology: &Topology,
+    sink: &EventSink,
+) -> Result<VmResult, Failure> {
+    let dry_run = run.options.dry_run;
+    let mut inputs = Vec::new();
+    let mut input_of = Vec::new();
+    for (index, guest) in guests.iter().enumerate() {
+        if let Ok(input) = &guest.input {
+            let ctx = mapping::context(guest.read.session, &input.node, &run.params, &run.now);
+            inputs.push((ctx, MapInput::VirtualMachine(input.clone())));
+            input_of.push(index);
+        }
+    }
+    let mut mapped: BTreeMap<usize, Result<Option<DesiredVirtualMachine>, String>> =
+        BTreeMap::new();
+    for (index, result) in input_of
+        .into_iter()
+        .zip(map_batch(run.mappers.clone(), Kind::VirtualMachine, inputs).await)
+    {
+        mapped.insert(
+            index,
+            match result {
+                Ok(Some(MapOutput::VirtualMachine(vm))) => Ok(Some(vm)),
+                Ok(None) => Ok(None),
+                Ok(Some(_)) => Err("the mapper returned another kind".into()),
+                Err(e) => Err(e.to_string()),
+            },
+        );
+    }
+    let items: Vec<Item> = guests.iter().map(|g| Item::new(g.label(), "vm")).collect();
+    let mut phase = Phase::start(sink, PHASE, "virtual_machine", &items, dry_run);
+
+    let mut wants: Vec<Want> = Vec::new();
+    for (index, guest) in guests.iter().enumerate() {
+        let outcome = match (&guest.input, mapped.remove(&index)) {
+            (Err(e), _) => Outcome::Failed(e.clone()),
+            (Ok(_), Some(Err(e))) => Outcome::Failed(e),
+            (Ok(_), Some(Ok(None))) => Outcome::Skipped("the mapper does not sync it".into()),
+            (Ok(_), Some(Ok(Some(desired)))) => {
+                wants.push(Want {
+                    guest: index,
+                    cluster: desired.cluster.clone(),
+                    desired,
+                });
+                continue;
+            }
+            (Ok(_), None) => Outcome::Failed("not mapped".into()),
+        };
+        phase.item(&items[index], outcome);
+    }
+
+    resolve_duplicate_names(&mut wants, guests, sink);
+
+    // Related objects by natural key.
+    let netbox = &run.netbox;
+    let mut site_slugs = BTreeSet::new();
+    let mut tenant_slugs = BTreeSet::new();
+    let mut platform_slugs = BTreeSet::new();
+    let mut role_slugs = BTreeSet::new();
+    let mut type_slugs = BTreeSet::new();
+    let mut tag_names = BTreeSet::new();
+    for want in &wants {
+        let d = &want.desired;
+        site_slugs.extend(d.site.clone());
+        tenant_slugs.extend(d.tenant.clone());
+        platform_slugs.extend(d.platform.clone());
+        role_slugs.extend(d.role.clone());
+        type_slugs.extend(d.virtual_machine_type.clone());
+        tag_names.extend(d.tags.iter().cloned());
+    }
+    let sites = ids_by(netbox, "dcim/sites/", "slug", &site_slugs).await?;
+    let tenants = ids_by(netbox, "tenancy/tenants/", "slug", &tenant_slugs).await?;
+    let platforms = ids_by(netbox, "dcim/platforms/", "slug", &platform_slugs).await?;
+    let mut roles = run.prerequisites.roles.clone();
+    let missing: BTreeSet<String> = role_slugs.difference(&roles.keys().cloned().collect()).cloned().collect();
+    roles.extend(ids_by(netbox, "dcim/device-roles/", "slug", &missing).await?);
+    let mut vm_types = run.prerequisites.vm_types.clone();
+    if run.netbox_status.has_vm_types() {
+        let missing: BTreeSet<String> =
+            type_slugs.difference(&vm_types.keys().cloned().collect()).cloned().collect();
+        vm_types.extend(
+            ids_by(netbox, "virtualization/virtual-machine-types/", "slug", &missing).await?,
+        );
+    }
+    let tags = ensure_tags(netbox, &tag_names, dry_run).await?;
+    let discovered = |kind: &str| {
+        run.prerequisites
+            .tags
+            .get(&format!("proxbox-discovered-{kind}"))
+            .copied()
+    };
+
+    // Group by NetBox cluster, then reconcile each cluster's VMs.
+    let mut by_cluster: BTreeMap<String, Vec<(Want, Map<String, Value>)>> = BTreeMap::new();
+    for want in wants {
+        let guest = &guests[want.guest];
+        let Some(cluster) = topology.clusters.get(&want.cluster).copied() else {
+            phase.item(
+                &items[want.guest],
+                Outcome::Failed(format!("NetBox cluster `{}` is not known", want.cluster)),
+            );
+            continue;
+        };
+        let d = &want.desired;
+        let payload = (|| -> Result<Map<String, Value>, String> {
+            let lookup = |map: &BTreeMap<String, u64>, what: &str, key: &str| {
+                map.get(key)
+                    .copied()
+                    .ok_or_else(|| format!("{what} `{key}` does not exist in NetBox"))
+            };
+            let mut p = Map::new();
+            p.insert("name".into(), json!(d.name));
+            p.insert("status".into(), json!(d.status));
+            p.insert("cluster".into(), json!(cluster.id));
+            let site = match &d.site {
+                Some(slug) => Some(lookup(&sites, "site", slug)?),
+                None => cluster.site,
+            };
+            p.insert("site".into(), json!(site));
+            let device = d
+                .device
+                .as_ref()
+                .and_then(|name| topology.devices.get(&(want.cluster.clone(), name.clone())));
+            p.insert("device".into(), json!(device));
+            if let Some(role) = &d.role {
+                p.insert("role".into(), json!(lookup(&roles, "VM role", role)?));
+            }
+            if let Some(vm_type) = d.virtual_machine_type.as_ref().filter(|_| run.netbox_status.has_vm_types()) {
+                p.insert("virtual_machine_type".into(), json!(lookup(&vm_types, "VM type", vm_type)?));
+            }
+            if let Some(platform) = &d.platform {
+                p.insert("platform".into(), json!(lookup(&platforms, "platform", platform)?));
+            }
+            if let Some(tenant) = &d.tenant {
+                p.insert("tenant".into(), json!(lookup(&tenants, "tenant", tenant)?));
+            }
+            p.insert("vcpus".into(), json!(d.vcpus.filter(|v| *v > 0)));
+            p.insert("memory".into(), json!(d.memory_mib));
+            p.insert("disk".into(), json!(d.disk_mib.map(|m| m.min(2_147_483_647))));
+            p.insert("description".into(), json!(d.description));
+            if let Some(comments) = &d.comments {
+                p.insert("comments".into(), json!(comments));
+            }
+            let mut tag_list = tag_ids(&d.tags, &tags);
+            if let (Some(tag), Value::Array(list)) = (discovered(&guest.identity.kind), &mut tag_list) {
+                list.push(json!(tag));
+            }
+            p.insert("tags".into(), tag_list);
+            if let Some(fields) = custom_fields(&d.custom_fields)? {
+                p.insert("custom_fields".into(), Value::Object(fields));
+            }
+            Ok(p)
+        })();
+        match payload {
+            Ok(payload) => by_cluster
+                .entry(want.cluster.clone())
+                .or_default()
+                .push((want, payload)),
+            Err(e) => phase.item(&items[want.guest], Outcome::Failed(e)),
+        }
+    }
+
+    let identities = if by_cluster.is_empty() {
+        BTreeMap::new()
+    } else {
+        vms::read_identities(netbox).await?
+    };
+    let mut ids = BTreeMap::new();
+    let mut count = 0;
+    for (cluster_name, members) in by_cluster {
+        let cluster = topology.clusters.get(&cluster_name).copied();
+        let existing = match cluster.and_then(|c| c.id) {
+            Some(id) => {
+                let query = [
+                    ("cluster_id", id.to_string()),
+                    ("exclude", "config_context".to_string()),
+                ];
+                let mut existing = netbox.list(VM_PATH, &query).await?;
+                for vm in existing.iter_mut().filter_map(Value::as_object_mut) {
+                    let vm_id = vm.get("id").and_then(Value::as_u64);
+                    if let (Some((_, identity)), Some(c)) = (
+                        vm_id.and_then(|i| identities.get(&i)),
+                        vm.get("cluster").cloned(),
+                    ) {
+                        vm.insert(IDENTITY_KEY.into(), Value::Array(identity_of(&c, identity)));
+                    }
+                }
+                existing
+            }
+            None => Vec::new(),
+        };
+        let desired: Vec<Desired> = members
+            .iter()
+            .map(|(want, payload)| Desired {
+                identity: cluster
+                    .and_then(|c| c.id)
+                    .map(|id| identity_of(&json!(id), &guests[want.guest].identity)),
+                payload: payload.clone(),
+            })
+            .collect();
+        let spec = vms::spec(run.options.overwrite.vm_fields());
+        let result = reconcile_kind(netbox, &spec, &desired, &existing, false, dry_run).await;
+        if !dry_run {
+            record_identities(netbox, &result, &members, guests).await;
+        }
+        for (index, (want, _)) in members.iter().enumerate() {
+            let (outcome, id) = result
+                .items
+                .get(&index)
+                .cloned()
+                .unwrap_or((Outcome::Failed("missing from the reconcile result".into()), None));
+            if let Some(id) = id {
+                count += 1;
+                ids.insert(guests[want.guest].identity.clone(), id);
+            }
+            phase.item(&items[want.guest].clone().with_id(id), outcome);
+        }
+    }
+    let counts = phase.finish();
+    Ok(VmResult {
+        summary: StageSummary { counts, count },
+        ids,
+    })
+}
+
+/// Write the sync-state records of created VMs (their Proxmox identity).
+async fn record_identities(
+    client: &NetBoxClient,
+    result: &KindResult,
+    members: &[(Want, Map<String, Value>)],
+    guests: &[Guest<'_>],
+) {
+    let records: Vec<Value> = members
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| matches!(result.items.get(i), Some((Outcome::Created, Some(_)))))
+        .filter_map(|(i, (want, payload))| {
+            let vm = result.id(i)?;
+            let guest = &guests[want.guest];
+            Some(json!({
+                "virtual_machine": {"id": vm},
+                "proxmox_endpoint_raw_id": guest.identity.endpoint,
+                "proxmox_vm_id": guest.identity.vmid,
+                "proxmox_vm_type": guest.identity.kind,
+                "proxmox_cluster_name": guest.read.inventory.name,
+                "proxmox_node_name": guest.resource.node.clone().unwrap_or_default(),
+                "proxmox_vm_name": payload.get("name").and_then(Value::as_str).unwrap_or_default(),
+            }))
+        })
+        .collect();
+    if records.is_empty() {
+        return;
+    }
+    for result in client.bulk_create(VM_STATE_PATH, records).await {
+        if let Err(e) = result {
+            tracing::warn!("cannot record a VM identity: {e}");
+        }
+    }
+}
+
+/// Within each NetBox cluster, names equal ignoring case get `" (N)"` suffixes (N ≥ 2,
+/// smallest free), ordered by `(Proxmox cluster name, VMID)` so the lowest VMID keeps
+/// the bare name. Each rename is announced with `duplicate_name_resolved`.
+fn resolve_duplicate_names(wants: &mut [Want], guests: &[Guest<'_>], sink: &EventSink) {
+    let mut order: Vec<usize> = (0..wants.len()).collect();
+    order.sort_by_key(|i| {
+        let g = &guests[wants[*i].guest];
+        (
+            wants[*i].cluster.clone(),
+            g.read.inventory.name.to_lowercase(),
+            g.identity.vmid,
+            g.identity.kind.clone(),
+        )
+    });
+    let mut taken: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
+    for i in &order {
+        let cluster = wants[*i].cluster.clone();
+        let names = taken.entry(cluster.clone()).or_default();
+        let original = wants[*i].desired.name.clone();
+        if names.insert(original.to_lowercase()) {
+            continue;
+        }
+        let mut n = 2;
+        let resolved = loop {
+            let candidate = format!("{original} ({n})");
+            if names.insert(candidate.to_lowercase()) {
+                break candidate;
+            }
+            n += 1;
+        };
+        wants[*i].desired.name = resolved.clone();
+        sink.emit(DuplicateNameResolved {
+            cluster,
+            original_name: original,
+            resolved_name: resolved,
+            vmid: i64::from(guests[wants[*i].guest].identity.vmid),
+            suffix_index: n,
+            operator_renamed: false,
+        });
+    }
+}
