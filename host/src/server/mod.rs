@@ -222,10 +222,45 @@ pub fn router(state: AppState) -> Router {
         .route("/proxmox/nodes/", get(proxmox::nodes))
         .route("/dcim/devices/create", get(sync::devices_json))
         .route("/dcim/devices/create/stream", get(sync::devices_stream))
-        .route("/virtualization/virtual-machines/create", get(sync::vms_json))
+        .route(
+            "/virtualization/virtual-machines/create",
+            get(sync::vms_json),
+        )
         .route(
             "/virtualization/virtual-machines/create/stream",
             get(sync::vms_stream),
+        )
+        .route(
+            "/virtualization/virtual-machines/storage/create",
+            get(sync::storage_json),
+        )
+        .route(
+            "/virtualization/virtual-machines/storage/create/stream",
+            get(sync::storage_stream),
+        )
+        .route(
+            "/virtualization/virtual-machines/virtual-disks/create",
+            get(sync::disks_json),
+        )
+        .route(
+            "/virtualization/virtual-machines/virtual-disks/create/stream",
+            get(sync::disks_stream),
+        )
+        .route(
+            "/virtualization/virtual-machines/backups/all/create",
+            get(sync::backups_json),
+        )
+        .route(
+            "/virtualization/virtual-machines/backups/all/create/stream",
+            get(sync::backups_stream),
+        )
+        .route(
+            "/virtualization/virtual-machines/snapshots/all/create",
+            get(sync::snapshots_json),
+        )
+        .route(
+            "/virtualization/virtual-machines/snapshots/all/create/stream",
+            get(sync::snapshots_stream),
         )
         .route("/ws", get(ws::commands))
         .route("/ws/virtual-machines", get(ws::virtual_machines))

@@ -156,15 +156,21 @@ mod tests {
     #[test]
     fn an_endpoint_is_in_one_run_at_a_time() {
         let registry = RunRegistry::default();
-        let first = registry.start_exclusive("devices", None, &[1, 2]).expect("free");
+        let first = registry
+            .start_exclusive("devices", None, &[1, 2])
+            .expect("free");
         let busy = registry
             .start_exclusive("virtual-machines", None, &[2, 3])
             .expect_err("endpoint 2 is busy");
         assert_eq!(busy.endpoints, vec![2]);
         assert_eq!(busy.run.id, first.id());
-        let other = registry.start_exclusive("virtual-machines", None, &[3]).expect("3 is free");
+        let other = registry
+            .start_exclusive("virtual-machines", None, &[3])
+            .expect("3 is free");
         drop(first);
-        registry.start_exclusive("storage", None, &[1, 2]).expect("free again");
+        registry
+            .start_exclusive("storage", None, &[1, 2])
+            .expect("free again");
         drop(other);
     }
 }

@@ -50,7 +50,15 @@ pub async fn reconcile_kind(
     let changed: BTreeMap<usize, (Vec<String>, Option<u64>)> = plan
         .updates
         .iter()
-        .map(|(i, patch)| (*i, (changed_fields(patch), patch.get("id").and_then(Value::as_u64))))
+        .map(|(i, patch)| {
+            (
+                *i,
+                (
+                    changed_fields(patch),
+                    patch.get("id").and_then(Value::as_u64),
+                ),
+            )
+        })
         .collect();
     for (index, id) in &plan.unchanged {
         result.items.insert(*index, (Outcome::Unchanged, Some(*id)));

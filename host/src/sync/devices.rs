@@ -120,13 +120,20 @@ pub async fn reconcile(
         BTreeMap::new();
     for node in &nodes {
         if let Ok(Some(device)) = &node.desired {
-            let cluster = device.cluster.clone().unwrap_or_else(|| fallback_cluster(&node.cluster));
-            clusters
-                .entry(cluster.name.clone())
-                .or_insert((cluster, node.site_hint.clone(), node.tenant_hint.clone()));
+            let cluster = device
+                .cluster
+                .clone()
+                .unwrap_or_else(|| fallback_cluster(&node.cluster));
+            clusters.entry(cluster.name.clone()).or_insert((
+                cluster,
+                node.site_hint.clone(),
+                node.tenant_hint.clone(),
+            ));
         }
     }
-    let topology = reconcile_clusters(run, &clusters).await.map_err(Failure::from)?;
+    let topology = reconcile_clusters(run, &clusters)
+        .await
+        .map_err(Failure::from)?;
 
     // Devices.
     let netbox = &run.netbox;
@@ -136,7 +143,10 @@ pub async fn reconcile(
     let mut models = BTreeSet::new();
     let mut platform_slugs = BTreeSet::new();
     let mut tag_names = BTreeSet::new();
-    for device in nodes.iter().filter_map(|n| n.desired.as_ref().ok().and_then(Option::as_ref)) {
+    for device in nodes
+        .iter()
+        .filter_map(|n| n.desired.as_ref().ok().and_then(Option::as_ref))
+    {
         site_slugs.extend(device.site.clone());
         tenant_slugs.extend(device.tenant.clone());
         role_slugs.insert(device.role.clone());
@@ -151,7 +161,11 @@ pub async fn reconcile(
     let device_types = ids_by(netbox, "dcim/device-types/", "model", &models).await?;
     let platforms = ids_by(netbox, "dcim/platforms/", "slug", &platform_slugs).await?;
     let tags = ensure_tags(netbox, &tag_names, dry_run).await?;
-    let discovered = run.prerequisites.tags.get("proxbox-discovered-node").copied();
+    let discovered = run
+        .prerequisites
+        .tags
+        .get("proxbox-discovered-node")
+        .copied();
 
     let mut desired = Vec::new();
     let mut desired_node = Vec::new();
@@ -162,7 +176,10 @@ pub async fn reconcile(
                 continue;
             }
             Ok(None) => {
-                report(&node.item, Outcome::Skipped("the mapper does not sync it".into()));
+                report(
+                    &node.item,
+                    Outcome::Skipped("the mapper does not sync it".into()),
+                );
                 continue;
             }
             Ok(Some(device)) => device,
@@ -179,7 +196,16 @@ pub async fn reconcile(
             );
             continue;
         }
-        match device_payload(device, cluster, &sites, &tenants, &roles, &device_types, &platforms, &tags) {
+        match device_payload(
+            device,
+            cluster,
+            &sites,
+            &tenants,
+            &roles,
+            &device_types,
+            &platforms,
+            &tags,
+        ) {
             Ok(payload) => {
                 let identity = vec![json!(device.name), json!(cluster.and_then(|c| c.id))];
                 let mut payload = payload;
@@ -197,7 +223,12 @@ pub async fn reconcile(
     }
     let names: BTreeSet<String> = desired
         .iter()
-        .filter_map(|d| d.payload.get("name").and_then(Value::as_str).map(str::to_string))
+        .filter_map(|d| {
+            d.payload
+                .get("name")
+                .and_then(Value::as_str)
+                .map(str::to_string)
+        })
         .collect();
     let existing = list_by(netbox, "dcim/devices/", "name", &names, &[]).await?;
     let spec = KindSpec {
@@ -217,11 +248,10 @@ pub async fn reconcile(
     let mut count = 0;
     for (d_index, (node_index, cluster_name)) in desired_node.iter().enumerate() {
         let node = &nodes[*node_index];
-        let (outcome, id) = result
-            .items
-            .get(&d_index)
-            .cloned()
-            .unwrap_or((Outcome::Failed("missing from the reconcile result".into()), None));
+        let (outcome, id) = result.items.get(&d_index).cloned().unwrap_or((
+            Outcome::Failed("missing from the reconcile result".into()),
+            None,
+        ));
         if let Some(id) = id {
             count += 1;
             let name = desired[d_index]
@@ -295,7 +325,10 @@ fn device_payload(
     payload.insert("name".into(), json!(device.name));
     payload.insert("status".into(), json!(device.status));
     payload.insert("description".into(), json!(device.description));
-    payload.insert("role".into(), json!(lookup(roles, "device role", &device.role)?));
+    payload.insert(
+        "role".into(),
+        json!(lookup(roles, "device role", &device.role)?),
+    );
     payload.insert(
         "device_type".into(),
         json!(lookup(device_types, "device type", &device.device_type)?),
@@ -310,7 +343,10 @@ fn device_payload(
         payload.insert("tenant".into(), json!(lookup(tenants, "tenant", tenant)?));
     }
     if let Some(platform) = &device.platform {
-        payload.insert("platform".into(), json!(lookup(platforms, "platform", platform)?));
+        payload.insert(
+            "platform".into(),
+            json!(lookup(platforms, "platform", platform)?),
+        );
     }
     if let Some(serial) = &device.serial {
         payload.insert("serial".into(), json!(serial));
@@ -366,9 +402,21 @@ async fn reconcile_clusters(
         .filter(|t| !types.contains_key(*t))
         .cloned()
         .collect();
-    types.extend(ids_by(netbox, "virtualization/cluster-types/", "slug", &missing_types).await?);
+    types.extend(
+        ids_by(
+            netbox,
+            "virtualization/cluster-types/",
+            "slug",
+            &missing_types,
+        )
+        .await?,
+    );
     let tags = ensure_tags(netbox, &tag_names, dry_run).await?;
-    let discovered = run.prerequisites.tags.get("proxbox-discovered-cluster").copied();
+    let discovered = run
+        .prerequisites
+        .tags
+        .get("proxbox-discovered-cluster")
+        .copied();
 
     let mut desired = Vec::new();
     let mut names = Vec::new();
@@ -441,7 +489,9 @@ async fn reconcile_clusters(
             .find(|o| o.get("id").and_then(Value::as_u64) == id && id.is_some())
             .and_then(|o| o.get("scope_id").and_then(Value::as_u64))
             .or_else(|| site_of.get(name).and_then(|s| sites.get(s).copied()));
-        topology.clusters.insert(name.clone(), ClusterRef { id, site });
+        topology
+            .clusters
+            .insert(name.clone(), ClusterRef { id, site });
     }
     Ok(topology)
 }

@@ -11,11 +11,15 @@
 //! - [`devices`], [`vms`]: the stages.
 
 pub mod apply;
+pub mod backups;
 pub mod devices;
+pub mod disks;
 pub mod mapping;
 pub mod options;
 pub mod report;
 pub mod resolve;
+pub mod snapshots;
+pub mod storage;
 pub mod vms;
 
 use std::sync::Arc;

@@ -121,12 +121,10 @@ fn parse_vm_ids(raw: Option<&str>) -> ApiResult<Option<Vec<u64>>> {
     let Some(raw) = raw else {
         return Ok(None);
     };
-    let invalid = || {
-        ApiError::Detail {
-            status: StatusCode::UNPROCESSABLE_ENTITY,
-            detail: "netbox_vm_ids must be a comma-separated list of positive integers".into(),
-            retry_after: None,
-        }
+    let invalid = || ApiError::Detail {
+        status: StatusCode::UNPROCESSABLE_ENTITY,
+        detail: "netbox_vm_ids must be a comma-separated list of positive integers".into(),
+        retry_after: None,
     };
     let ids: Vec<u64> = raw
         .split(',')

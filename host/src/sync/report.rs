@@ -6,7 +6,7 @@
 use std::time::Instant;
 
 use crate::events::{
-    Discovery, Dict, ErrorCategory, ErrorDetail, Event, EventSink, ItemInfo, ItemOperation,
+    Dict, Discovery, ErrorCategory, ErrorDetail, Event, EventSink, ItemInfo, ItemOperation,
     ItemProgress, ItemStatus, PhaseCounts, PhaseSummary, Progress, Timing,
 };
 
@@ -180,15 +180,17 @@ impl Phase {
         };
         let mut info = item.info();
         if let (true, Outcome::Updated(fields)) = (self.dry_run, &outcome) {
-            info = info.extra(Dict::new().with("dry_run", true).with(
-                "changed_fields",
-                crate::events::Value::List(
-                    fields
-                        .iter()
-                        .map(|f| crate::events::Value::Str(f.clone()))
-                        .collect(),
+            info = info.extra(
+                Dict::new().with("dry_run", true).with(
+                    "changed_fields",
+                    crate::events::Value::List(
+                        fields
+                            .iter()
+                            .map(|f| crate::events::Value::Str(f.clone()))
+                            .collect(),
+                    ),
                 ),
-            ));
+            );
         } else if self.dry_run {
             info = info.extra(Dict::new().with("dry_run", true));
         }
@@ -226,7 +228,12 @@ impl Phase {
 
     /// A phase-level problem that is not about one object (e.g. an endpoint that could
     /// not be read); the stream goes on.
-    pub fn problem(&self, category: ErrorCategory, message: impl Into<String>, detail: Option<String>) {
+    pub fn problem(
+        &self,
+        category: ErrorCategory,
+        message: impl Into<String>,
+        detail: Option<String>,
+    ) {
         let mut event = ErrorDetail::new(category, message);
         event.phase = Some(self.phase.clone());
         event.detail = detail;

@@ -109,12 +109,10 @@ pub async fn read_guests<'a>(
                     resource.node.as_deref(),
                 )
                 .map_err(|e| format!("invalid Proxmox data: {e}")),
-                None => Err(completeness
-                    .guests_failed
-                    .get(&vmid)
-                    .map_or_else(|| "its config was not read".to_string(), |e| {
-                        format!("cannot read its config: {e}")
-                    })),
+                None => Err(completeness.guests_failed.get(&vmid).map_or_else(
+                    || "its config was not read".to_string(),
+                    |e| format!("cannot read its config: {e}"),
+                )),
             };
             out.push(Guest {
                 read,
@@ -244,14 +242,25 @@ pub async fn reconcile(
     let tenants = ids_by(netbox, "tenancy/tenants/", "slug", &tenant_slugs).await?;
     let platforms = ids_by(netbox, "dcim/platforms/", "slug", &platform_slugs).await?;
     let mut roles = run.prerequisites.roles.clone();
-    let missing: BTreeSet<String> = role_slugs.difference(&roles.keys().cloned().collect()).cloned().collect();
+    let missing: BTreeSet<String> = role_slugs
+        .difference(&roles.keys().cloned().collect())
+        .cloned()
+        .collect();
     roles.extend(ids_by(netbox, "dcim/device-roles/", "slug", &missing).await?);
     let mut vm_types = run.prerequisites.vm_types.clone();
     if run.netbox_status.has_vm_types() {
-        let missing: BTreeSet<String> =
-            type_slugs.difference(&vm_types.keys().cloned().collect()).cloned().collect();
+        let missing: BTreeSet<String> = type_slugs
+            .difference(&vm_types.keys().cloned().collect())
+            .cloned()
+            .collect();
         vm_types.extend(
-            ids_by(netbox, "virtualization/virtual-machine-types/", "slug", &missing).await?,
+            ids_by(
+                netbox,
+                "virtualization/virtual-machine-types/",
+                "slug",
+                &missing,
+            )
+            .await?,
         );
     }
     let tags = ensure_tags(netbox, &tag_names, dry_run).await?;
@@ -297,24 +306,39 @@ pub async fn reconcile(
             if let Some(role) = &d.role {
                 p.insert("role".into(), json!(lookup(&roles, "VM role", role)?));
             }
-            if let Some(vm_type) = d.virtual_machine_type.as_ref().filter(|_| run.netbox_status.has_vm_types()) {
-                p.insert("virtual_machine_type".into(), json!(lookup(&vm_types, "VM type", vm_type)?));
+            if let Some(vm_type) = d
+                .virtual_machine_type
+                .as_ref()
+                .filter(|_| run.netbox_status.has_vm_types())
+            {
+                p.insert(
+                    "virtual_machine_type".into(),
+                    json!(lookup(&vm_types, "VM type", vm_type)?),
+                );
             }
             if let Some(platform) = &d.platform {
-                p.insert("platform".into(), json!(lookup(&platforms, "platform", platform)?));
+                p.insert(
+                    "platform".into(),
+                    json!(lookup(&platforms, "platform", platform)?),
+                );
             }
             if let Some(tenant) = &d.tenant {
                 p.insert("tenant".into(), json!(lookup(&tenants, "tenant", tenant)?));
             }
             p.insert("vcpus".into(), json!(d.vcpus.filter(|v| *v > 0)));
             p.insert("memory".into(), json!(d.memory_mib));
-            p.insert("disk".into(), json!(d.disk_mib.map(|m| m.min(2_147_483_647))));
+            p.insert(
+                "disk".into(),
+                json!(d.disk_mib.map(|m| m.min(2_147_483_647))),
+            );
             p.insert("description".into(), json!(d.description));
             if let Some(comments) = &d.comments {
                 p.insert("comments".into(), json!(comments));
             }
             let mut tag_list = tag_ids(&d.tags, &tags);
-            if let (Some(tag), Value::Array(list)) = (discovered(&guest.identity.kind), &mut tag_list) {
+            if let (Some(tag), Value::Array(list)) =
+                (discovered(&guest.identity.kind), &mut tag_list)
+            {
                 list.push(json!(tag));
             }
             p.insert("tags".into(), tag_list);
@@ -376,11 +400,10 @@ pub async fn reconcile(
             record_identities(netbox, &result, &members, guests).await;
         }
         for (index, (want, _)) in members.iter().enumerate() {
-            let (outcome, id) = result
-                .items
-                .get(&index)
-                .cloned()
-                .unwrap_or((Outcome::Failed("missing from the reconcile result".into()), None));
+            let (outcome, id) = result.items.get(&index).cloned().unwrap_or((
+                Outcome::Failed("missing from the reconcile result".into()),
+                None,
+            ));
             if let Some(id) = id {
                 count += 1;
                 ids.insert(guests[want.guest].identity.clone(), id);

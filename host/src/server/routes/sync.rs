@@ -18,7 +18,7 @@ use crate::server::error::{ApiError, ApiResult};
 use crate::server::extract::QueryParams;
 use crate::server::runs::RunGuard;
 use crate::sync::options::SyncOptions;
-use crate::sync::{StageSummary, SyncRun, devices, vms};
+use crate::sync::{StageSummary, SyncRun, backups, devices, disks, snapshots, storage, vms};
 
 /// A sync stage served by a route.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -27,6 +27,14 @@ pub enum StageKind {
     Devices,
     /// Guests → virtual machines.
     VirtualMachines,
+    /// Storages → the plugin's storage records.
+    Storage,
+    /// Guest disks → virtual disks.
+    VirtualDisks,
+    /// Backup volumes → the plugin's backup records.
+    Backups,
+    /// Guest snapshots → the plugin's snapshot records.
+    Snapshots,
 }
 
 impl StageKind {
@@ -35,6 +43,10 @@ impl StageKind {
         match self {
             StageKind::Devices => devices::PHASE,
             StageKind::VirtualMachines => vms::PHASE,
+            StageKind::Storage => storage::PHASE,
+            StageKind::VirtualDisks => disks::PHASE,
+            StageKind::Backups => backups::PHASE,
+            StageKind::Snapshots => snapshots::PHASE,
         }
     }
 
@@ -43,6 +55,10 @@ impl StageKind {
         match self {
             StageKind::Devices => devices::stage(run, sink).await,
             StageKind::VirtualMachines => vms::stage(run, sink).await,
+            StageKind::Storage => storage::stage(run, sink).await,
+            StageKind::VirtualDisks => disks::stage(run, sink).await,
+            StageKind::Backups => backups::stage(run, sink).await,
+            StageKind::Snapshots => snapshots::stage(run, sink).await,
         }
     }
 }
@@ -123,7 +139,9 @@ pub async fn json(state: AppState, query: QueryParams, kind: StageKind) -> ApiRe
             ));
         }
     }
-    Err(ApiError::Internal("the stage ended without a result".into()))
+    Err(ApiError::Internal(
+        "the stage ended without a result".into(),
+    ))
 }
 
 macro_rules! stage_routes {
@@ -142,4 +160,8 @@ macro_rules! stage_routes {
 stage_routes! {
     devices_stream, devices_json => StageKind::Devices;
     vms_stream, vms_json => StageKind::VirtualMachines;
+    storage_stream, storage_json => StageKind::Storage;
+    disks_stream, disks_json => StageKind::VirtualDisks;
+    backups_stream, backups_json => StageKind::Backups;
+    snapshots_stream, snapshots_json => StageKind::Snapshots;
 }
