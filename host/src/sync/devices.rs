@@ -264,7 +264,6 @@ pub async fn reconcile(
         }
         report(&node.item.clone().with_id(id), outcome);
     }
-    drop(report);
     let counts = phase.map(Phase::finish).unwrap_or_default();
     Ok((out, StageSummary { counts, count }))
 }

@@ -158,6 +158,9 @@ pub struct VmResult {
     pub ids: BTreeMap<VmIdentity, u64>,
 }
 
+/// A VM to reconcile and its payload.
+type Member = (Want, Map<String, Value>);
+
 struct Want {
     guest: usize,
     cluster: String,
@@ -272,7 +275,7 @@ pub async fn reconcile(
     };
 
     // Group by NetBox cluster, then reconcile each cluster's VMs.
-    let mut by_cluster: BTreeMap<String, Vec<(Want, Map<String, Value>)>> = BTreeMap::new();
+    let mut by_cluster: BTreeMap<String, Vec<Member>> = BTreeMap::new();
     for want in wants {
         let guest = &guests[want.guest];
         let Some(cluster) = topology.clusters.get(&want.cluster).copied() else {
@@ -422,7 +425,7 @@ pub async fn reconcile(
 async fn record_identities(
     client: &NetBoxClient,
     result: &KindResult,
-    members: &[(Want, Map<String, Value>)],
+    members: &[Member],
     guests: &[Guest<'_>],
 ) {
     let records: Vec<Value> = members
