@@ -12,6 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use common::sse;
 use common::world::{now_iso, operations, summary, world};
+use serde_json::Value;
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn devices_and_vms_land_then_a_rerun_writes_nothing() {
@@ -135,5 +136,268 @@ async fn devices_and_vms_land_then_a_rerun_writes_nothing() {
     assert!(
         changes.is_empty(),
         "a no-op re-run changed NetBox: {changes:#?}"
+    );
+}
+
+/// NetBox VMs of the world's cluster by VMID (through the plugin's sync-state records).
+async fn vms_by_vmid(w: &common::world::World) -> BTreeMap<u32, Value> {
+    let cluster_id = w.netbox_cluster().await["id"].as_u64().unwrap();
+    let identities = proxbox_host::netbox::vms::read_identities(&w.nb.client)
+        .await
+        .expect("identities");
+    w.netbox_vms(cluster_id)
+        .await
+        .into_values()
+        .filter_map(|vm| {
+            let (_, identity) = identities.get(&vm["id"].as_u64()?)?;
+            (identity.endpoint == w.endpoint as u64).then(|| (identity.vmid, vm))
+        })
+        .collect()
+}
+
+/// `(object type, object id, action)` of the changes since `since`.
+async fn change_set(w: &common::world::World, since: &str) -> BTreeSet<(String, u64, String)> {
+    w.changes_since(since)
+        .await
+        .into_iter()
+        .map(|c| {
+            (
+                c["changed_object_type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                c["changed_object_id"].as_u64().unwrap_or_default(),
+                c["action"]["value"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect()
+}
+
+/// A disk key of a guest config that has a size (not a CD-ROM).
+fn sized_disk(config: &serde_json::Map<String, Value>) -> Option<String> {
+    let mut keys: Vec<&String> = config.keys().collect();
+    keys.sort();
+    keys.into_iter()
+        .find(|k| {
+            let bus = k.trim_end_matches(|c: char| c.is_ascii_digit());
+            matches!(bus, "scsi" | "virtio" | "sata" | "rootfs")
+                && config[*k]
+                    .as_str()
+                    .is_some_and(|v| v.contains("size=") && !v.contains("media=cdrom"))
+        })
+        .cloned()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn proxmox_changes_land_exactly() {
+    let Some(w) = common::world::world(32, 24).await else {
+        return;
+    };
+    w.stream("/dcim/devices/create/stream", "").await;
+    w.stream("/virtualization/virtual-machines/create/stream", "")
+        .await;
+    let before = vms_by_vmid(&w).await;
+    let state = w.sim.state();
+    let mut vmids = state.guests.keys().copied();
+    let (renamed, removed) = (vmids.next().unwrap(), vmids.next().unwrap());
+    let (resized, disk) = state
+        .guests
+        .values()
+        .filter(|g| g.vmid != renamed && g.vmid != removed)
+        .find_map(|g| sized_disk(&g.config).map(|d| (g.vmid, d)))
+        .expect("a guest with a disk");
+    let new_name = common::world::unique("renamed");
+    w.sim.rename_guest(renamed, &new_name).unwrap();
+    w.sim.remove_guest(removed).unwrap();
+    w.sim.resize_disk(resized, &disk, "777G").unwrap();
+
+    let since = now_iso();
+    let frames = w
+        .stream(
+            "/virtualization/virtual-machines/create/stream",
+            "&delete_orphans=true",
+        )
+        .await;
+    let s = &summary(&frames, "virtual-machines")["result"];
+    assert_eq!(
+        (
+            s["created"].as_u64(),
+            s["updated"].as_u64(),
+            s["deleted"].as_u64(),
+            s["failed"].as_u64()
+        ),
+        (Some(0), Some(2), Some(1), Some(0)),
+        "{s}"
+    );
+    let after = vms_by_vmid(&w).await;
+    assert_eq!(after[&renamed]["name"], new_name.as_str());
+    assert!(!after.contains_key(&removed));
+    assert!(
+        after[&resized]["disk"].as_u64() > before[&resized]["disk"].as_u64(),
+        "the VM's disk total follows the resized disk"
+    );
+    let vm_changes: BTreeSet<(u64, String)> = change_set(&w, &since)
+        .await
+        .into_iter()
+        .filter(|(t, _, _)| t == "virtualization.virtualmachine")
+        .map(|(_, id, action)| (id, action))
+        .collect();
+    let id = |vmid: u32| before[&vmid]["id"].as_u64().unwrap();
+    assert_eq!(
+        vm_changes,
+        BTreeSet::from([
+            (id(renamed), "update".to_string()),
+            (id(resized), "update".to_string()),
+            (id(removed), "delete".to_string()),
+        ])
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_failing_node_fails_its_guests_and_loses_nothing() {
+    use proxmox_sim::{Fault, FaultKind};
+    let Some(w) = common::world::world(33, 24).await else {
+        return;
+    };
+    w.stream("/dcim/devices/create/stream", "").await;
+    w.stream("/virtualization/virtual-machines/create/stream", "")
+        .await;
+    let before = vms_by_vmid(&w).await;
+    let state = w.sim.state();
+    let node = state.guests.values().next().unwrap().node.clone();
+    let on_node = state.guests.values().filter(|g| g.node == node).count();
+    w.sim.faults().inject(Fault::new(
+        format!("/nodes/{node}/*").as_str(),
+        FaultKind::Status(500, "node unreachable".into()),
+    ));
+
+    let since = now_iso();
+    let frames = w
+        .stream(
+            "/virtualization/virtual-machines/create/stream",
+            "&delete_orphans=true",
+        )
+        .await;
+    let s = &summary(&frames, "virtual-machines")["result"];
+    assert_eq!(s["failed"].as_u64(), Some(on_node as u64), "{s}");
+    assert_eq!(s["deleted"].as_u64(), Some(0));
+    let failed: Vec<&Value> = sse::named(&frames, "item_progress")
+        .into_iter()
+        .filter(|i| i["status"] == "failed")
+        .collect();
+    assert_eq!(failed.len(), on_node);
+    assert!(
+        failed
+            .iter()
+            .all(|i| i["error"].as_str().unwrap().contains("config")),
+        "{failed:?}"
+    );
+    assert_eq!(vms_by_vmid(&w).await.len(), before.len(), "nothing deleted");
+    assert!(change_set(&w, &since).await.is_empty(), "nothing written");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_dry_run_reports_the_writes_and_makes_none() {
+    let Some(w) = common::world::world(34, 12).await else {
+        return;
+    };
+    // Before anything exists: everything would be created, nothing is.
+    let since = now_iso();
+    let frames = w
+        .stream("/dcim/devices/create/stream", "&dry_run=true")
+        .await;
+    let s = &summary(&frames, "devices")["result"];
+    assert_eq!(
+        s["created"].as_u64(),
+        Some(w.sim.state().nodes.len() as u64),
+        "{s}"
+    );
+    assert!(
+        sse::named(&frames, "item_progress")
+            .iter()
+            .all(|i| i["item"]["extra"]["dry_run"] == true)
+    );
+    assert!(
+        change_set(&w, &since).await.is_empty(),
+        "a dry run wrote to NetBox"
+    );
+
+    w.stream("/dcim/devices/create/stream", "").await;
+    w.stream("/virtualization/virtual-machines/create/stream", "")
+        .await;
+    let vmid = *w.sim.state().guests.keys().next().unwrap();
+    w.sim.rename_guest(vmid, "dry-run-rename").unwrap();
+    w.sim
+        .remove_guest(*w.sim.state().guests.keys().nth(1).unwrap())
+        .unwrap();
+    let since = now_iso();
+    let frames = w
+        .stream(
+            "/virtualization/virtual-machines/create/stream",
+            "&dry_run=true&delete_orphans=true",
+        )
+        .await;
+    let s = &summary(&frames, "virtual-machines")["result"];
+    assert_eq!(
+        (s["updated"].as_u64(), s["deleted"].as_u64()),
+        (Some(1), Some(1)),
+        "{s}"
+    );
+    let updated: Vec<&Value> = sse::named(&frames, "item_progress")
+        .into_iter()
+        .filter(|i| i["operation"] == "updated")
+        .collect();
+    assert_eq!(updated.len(), 1);
+    assert_eq!(
+        updated[0]["item"]["extra"]["changed_fields"],
+        serde_json::json!(["name"])
+    );
+    assert!(
+        sse::named(&frames, "item_progress")
+            .iter()
+            .any(|i| i["operation"] == "would_delete")
+    );
+    assert!(
+        change_set(&w, &since).await.is_empty(),
+        "a dry run wrote to NetBox"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_endpoint_in_a_running_sync_is_refused() {
+    let Some(w) = common::world::world(35, 4).await else {
+        return;
+    };
+    let _busy = w
+        .server
+        .state
+        .runs()
+        .start_exclusive("full-update", Some("other-run"), &[w.endpoint])
+        .expect("claim");
+    let answer = w
+        .server
+        .call(
+            reqwest::Method::GET,
+            &format!(
+                "/dcim/devices/create/stream?proxmox_endpoint_ids={}",
+                w.endpoint
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        answer.status,
+        reqwest::StatusCode::CONFLICT,
+        "{}",
+        answer.text
+    );
+    assert!(
+        answer.json["detail"]
+            .as_str()
+            .unwrap()
+            .contains("other-run")
     );
 }

@@ -262,6 +262,8 @@ pub fn router(state: AppState) -> Router {
             "/virtualization/virtual-machines/snapshots/all/create/stream",
             get(sync::snapshots_stream),
         )
+        .route("/full-update", get(sync::full_update_json))
+        .route("/full-update/stream", get(sync::full_update_stream))
         .route("/ws", get(ws::commands))
         .route("/ws/virtual-machines", get(ws::virtual_machines))
         .fallback(not_found)

@@ -14,6 +14,7 @@ pub mod apply;
 pub mod backups;
 pub mod devices;
 pub mod disks;
+pub mod full_update;
 pub mod mapping;
 pub mod options;
 pub mod report;
@@ -27,7 +28,7 @@ use std::sync::Arc;
 use axum::http::StatusCode;
 use serde_json::{Map, Value};
 
-use crate::events::{ErrorCategory, ErrorDetail, EventSink, PhaseCounts};
+use crate::events::{ErrorCategory, ErrorDetail, EventSink, Failure, PhaseCounts};
 use crate::mapper::MapperSet;
 use crate::netbox::prerequisites::{self, Prerequisites};
 use crate::netbox::{NetBoxClient, NetBoxStatus};
@@ -112,6 +113,71 @@ impl SyncRun {
     /// Ids of the selected endpoints.
     pub fn endpoint_ids(&self) -> Vec<i64> {
         self.sessions.iter().map(|s| s.endpoint.id).collect()
+    }
+}
+
+/// A sync stage.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StageKind {
+    /// Nodes → devices.
+    Devices,
+    /// Guests → virtual machines.
+    VirtualMachines,
+    /// Storages → the plugin's storage records.
+    Storage,
+    /// Guest disks → virtual disks.
+    VirtualDisks,
+    /// Backup volumes → the plugin's backup records.
+    Backups,
+    /// Guest snapshots → the plugin's snapshot records.
+    Snapshots,
+}
+
+impl StageKind {
+    /// The stage (`step`) name.
+    pub fn name(self) -> &'static str {
+        match self {
+            StageKind::Devices => devices::PHASE,
+            StageKind::VirtualMachines => vms::PHASE,
+            StageKind::Storage => storage::PHASE,
+            StageKind::VirtualDisks => disks::PHASE,
+            StageKind::Backups => backups::PHASE,
+            StageKind::Snapshots => snapshots::PHASE,
+        }
+    }
+
+    /// Every stage, in the order a full update runs them.
+    pub const ALL: [StageKind; 6] = [
+        StageKind::Devices,
+        StageKind::Storage,
+        StageKind::VirtualMachines,
+        StageKind::VirtualDisks,
+        StageKind::Backups,
+        StageKind::Snapshots,
+    ];
+
+    /// Key of the stage in the full-update result (`virtual_machines`, ...).
+    pub fn result_key(self) -> &'static str {
+        match self {
+            StageKind::Devices => "devices",
+            StageKind::VirtualMachines => "virtual_machines",
+            StageKind::Storage => "storage",
+            StageKind::VirtualDisks => "virtual_disks",
+            StageKind::Backups => "backups",
+            StageKind::Snapshots => "snapshots",
+        }
+    }
+
+    /// Run the stage.
+    pub async fn run(self, run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Failure> {
+        match self {
+            StageKind::Devices => devices::stage(run, sink).await,
+            StageKind::VirtualMachines => vms::stage(run, sink).await,
+            StageKind::Storage => storage::stage(run, sink).await,
+            StageKind::VirtualDisks => disks::stage(run, sink).await,
+            StageKind::Backups => backups::stage(run, sink).await,
+            StageKind::Snapshots => snapshots::stage(run, sink).await,
+        }
     }
 }
 

@@ -63,6 +63,9 @@ pub struct SyncOptions {
     pub run_id: Option<String>,
     /// `dry_run`: report the writes, make none.
     pub dry_run: bool,
+    /// `delete_orphans`: delete our VMs whose guest is gone (only from completely read
+    /// endpoints, only ownership-tagged VMs with our identity record).
+    pub delete_orphans: bool,
     /// Warnings about the options themselves (reported in the stream).
     pub warnings: Vec<String>,
 }
@@ -110,6 +113,7 @@ impl SyncOptions {
                 .filter(|r| !r.is_empty())
                 .map(str::to_string),
             dry_run: query.bool("dry_run")?.unwrap_or(false),
+            delete_orphans: query.bool("delete_orphans")?.unwrap_or(false),
             warnings,
         })
     }

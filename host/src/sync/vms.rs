@@ -146,7 +146,7 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
         None => None,
     };
     let guests = read_guests(run, &reads, wanted.as_ref()).await;
-    let result = reconcile(run, &guests, &topology, sink).await?;
+    let result = reconcile(run, &reads, &guests, &topology, sink).await?;
     Ok(result.summary)
 }
 
@@ -167,9 +167,11 @@ struct Want {
     desired: DesiredVirtualMachine,
 }
 
-/// Map and reconcile `guests` into the clusters of `topology`, reporting each VM.
+/// Map and reconcile `guests` (read through `reads`) into the clusters of `topology`,
+/// reporting each VM; with `delete_orphans`, also delete our VMs whose guest is gone.
 pub async fn reconcile(
     run: &SyncRun,
+    reads: &[EndpointRead<'_>],
     guests: &[Guest<'_>],
     topology: &Topology,
     sink: &EventSink,
@@ -366,6 +368,7 @@ pub async fn reconcile(
     };
     let mut ids = BTreeMap::new();
     let mut count = 0;
+    let mut orphans: Vec<Value> = Vec::new();
     for (cluster_name, members) in by_cluster {
         let cluster = topology.clusters.get(&cluster_name).copied();
         let existing = match cluster.and_then(|c| c.id) {
@@ -402,6 +405,12 @@ pub async fn reconcile(
         if !dry_run {
             record_identities(netbox, &result, &members, guests).await;
         }
+        let matched: BTreeSet<u64> = result.items.values().filter_map(|(_, id)| *id).collect();
+        orphans.extend(existing.into_iter().filter(|vm| {
+            vm.get("id")
+                .and_then(Value::as_u64)
+                .is_some_and(|id| !matched.contains(&id))
+        }));
         for (index, (want, _)) in members.iter().enumerate() {
             let (outcome, id) = result.items.get(&index).cloned().unwrap_or((
                 Outcome::Failed("missing from the reconcile result".into()),
@@ -414,11 +423,95 @@ pub async fn reconcile(
             phase.item(&items[want.guest].clone().with_id(id), outcome);
         }
     }
+    if run.options.delete_orphans && run.options.netbox_vm_ids.is_none() {
+        delete_orphans(run, reads, guests, &orphans, &mut phase).await;
+    }
     let counts = phase.finish();
     Ok(VmResult {
         summary: StageSummary { counts, count },
         ids,
     })
+}
+
+/// Delete the VMs of `candidates` that are ours and whose guest is gone: they carry our
+/// identity record for an endpoint read completely in this run (every node online, the
+/// guest list read) and the ownership tag, and no guest of that endpoint has their
+/// identity (a guest whose config read failed still counts as present).
+async fn delete_orphans(
+    run: &SyncRun,
+    reads: &[EndpointRead<'_>],
+    guests: &[Guest<'_>],
+    candidates: &[Value],
+    phase: &mut Phase,
+) {
+    let complete: BTreeSet<u64> = reads
+        .iter()
+        .filter(|r| r.inventory.completeness.nodes_offline.is_empty())
+        .map(|r| u64::try_from(r.session.endpoint.id).unwrap_or_default())
+        .collect();
+    let present: BTreeSet<(u64, u32, String)> = guests
+        .iter()
+        .map(|g| {
+            (
+                g.identity.endpoint,
+                g.identity.vmid,
+                g.identity.kind.clone(),
+            )
+        })
+        .collect();
+    let mut doomed = Vec::new();
+    for vm in candidates {
+        let Some(identity) = vm.get(IDENTITY_KEY).and_then(Value::as_array) else {
+            continue;
+        };
+        let endpoint = identity.first().and_then(Value::as_u64);
+        let vmid = identity
+            .get(2)
+            .and_then(Value::as_u64)
+            .and_then(|v| u32::try_from(v).ok());
+        let kind = identity.get(3).and_then(Value::as_str);
+        let (Some(endpoint), Some(vmid), Some(kind)) = (endpoint, vmid, kind) else {
+            continue;
+        };
+        let tagged = vm
+            .get("tags")
+            .and_then(Value::as_array)
+            .is_some_and(|tags| {
+                tags.iter().any(|t| {
+                    t.get("slug").and_then(Value::as_str)
+                        == Some(crate::netbox::prerequisites::OWNERSHIP_TAG_SLUG)
+                })
+            });
+        if tagged
+            && complete.contains(&endpoint)
+            && !present.contains(&(endpoint, vmid, kind.to_string()))
+        {
+            if let Some(id) = vm.get("id").and_then(Value::as_u64) {
+                let name = vm.get("name").and_then(Value::as_str).unwrap_or_default();
+                doomed.push((
+                    id,
+                    Item::new(format!("{kind}/{vmid} {name}"), "vm").with_id(Some(id)),
+                ));
+            }
+        }
+    }
+    if doomed.is_empty() {
+        return;
+    }
+    if run.options.dry_run {
+        for (_, item) in &doomed {
+            phase.item(item, Outcome::Deleted);
+        }
+        return;
+    }
+    let ids: Vec<u64> = doomed.iter().map(|(id, _)| *id).collect();
+    let results = run.netbox.bulk_delete(VM_PATH, &ids).await;
+    for ((_, item), result) in doomed.iter().zip(results) {
+        match result {
+            Ok(()) => phase.item(item, Outcome::Deleted),
+            Err(e) => phase.item(item, Outcome::Failed(format!("cannot delete: {e}"))),
+        }
+    }
 }
 
 /// Write the sync-state records of created VMs (their Proxmox identity).

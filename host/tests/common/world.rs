@@ -212,13 +212,65 @@ impl World {
             .collect()
     }
 
-    /// NetBox changes recorded since `since` (ISO 8601).
+    /// NetBox changes since `since` (ISO 8601) to this world's objects: its cluster,
+    /// objects in that cluster (devices, VMs, storage records) and objects of its VMs
+    /// (disks, backups, snapshots, sync-state records). Other tests write to the same
+    /// NetBox concurrently, so unrelated changes are left out.
     pub async fn changes_since(&self, since: &str) -> Vec<Value> {
+        let Some(cluster) = self
+            .nb
+            .client
+            .list(
+                "virtualization/clusters/",
+                &[("name", self.cluster.clone())],
+            )
+            .await
+            .expect("clusters")
+            .first()
+            .and_then(|c| c["id"].as_u64())
+        else {
+            return Vec::new();
+        };
+        let vms: std::collections::BTreeSet<u64> = self
+            .nb
+            .client
+            .list(
+                "virtualization/virtual-machines/",
+                &[
+                    ("cluster_id", cluster.to_string()),
+                    ("brief", "true".into()),
+                ],
+            )
+            .await
+            .expect("vms")
+            .iter()
+            .filter_map(|v| v["id"].as_u64())
+            .collect();
+        let ours = |change: &Value| {
+            if change["changed_object_type"] == "virtualization.cluster"
+                && change["changed_object_id"].as_u64() == Some(cluster)
+            {
+                return true;
+            }
+            ["prechange_data", "postchange_data"].iter().any(|side| {
+                let data = &change[*side];
+                let id = |v: &Value| v.as_u64().or_else(|| v["id"].as_u64());
+                id(&data["cluster"]) == Some(cluster)
+                    || id(&data["virtual_machine"]).is_some_and(|vm| vms.contains(&vm))
+                    || (change["changed_object_type"] == "virtualization.virtualmachine"
+                        && change["changed_object_id"]
+                            .as_u64()
+                            .is_some_and(|vm| vms.contains(&vm)))
+            })
+        };
         self.nb
             .client
             .list("core/object-changes/", &[("time_after", since.to_string())])
             .await
             .expect("object changes")
+            .into_iter()
+            .filter(ours)
+            .collect()
     }
 }
 

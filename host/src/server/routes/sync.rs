@@ -11,57 +11,15 @@ use futures::StreamExt;
 use serde_json::Value;
 
 use crate::events::{
-    Dict, ErrorCategory, ErrorDetail, Event, EventSink, Failure, Stage, count_result, sse_response,
+    Complete, Dict, ErrorCategory, ErrorDetail, Event, EventSink, Stage, Step, StreamGuard,
+    count_result, sse_response,
 };
 use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::extract::QueryParams;
 use crate::server::runs::RunGuard;
 use crate::sync::options::SyncOptions;
-use crate::sync::{StageSummary, SyncRun, backups, devices, disks, snapshots, storage, vms};
-
-/// A sync stage served by a route.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum StageKind {
-    /// Nodes → devices.
-    Devices,
-    /// Guests → virtual machines.
-    VirtualMachines,
-    /// Storages → the plugin's storage records.
-    Storage,
-    /// Guest disks → virtual disks.
-    VirtualDisks,
-    /// Backup volumes → the plugin's backup records.
-    Backups,
-    /// Guest snapshots → the plugin's snapshot records.
-    Snapshots,
-}
-
-impl StageKind {
-    /// The stage (`step`) name.
-    pub fn name(self) -> &'static str {
-        match self {
-            StageKind::Devices => devices::PHASE,
-            StageKind::VirtualMachines => vms::PHASE,
-            StageKind::Storage => storage::PHASE,
-            StageKind::VirtualDisks => disks::PHASE,
-            StageKind::Backups => backups::PHASE,
-            StageKind::Snapshots => snapshots::PHASE,
-        }
-    }
-
-    /// Run the stage.
-    pub async fn run(self, run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Failure> {
-        match self {
-            StageKind::Devices => devices::stage(run, sink).await,
-            StageKind::VirtualMachines => vms::stage(run, sink).await,
-            StageKind::Storage => storage::stage(run, sink).await,
-            StageKind::VirtualDisks => disks::stage(run, sink).await,
-            StageKind::Backups => backups::stage(run, sink).await,
-            StageKind::Snapshots => snapshots::stage(run, sink).await,
-        }
-    }
-}
+use crate::sync::{StageKind, SyncRun, full_update};
 
 /// Prepare a run and claim its endpoints.
 pub async fn prepare(
@@ -119,12 +77,22 @@ pub async fn stream(state: AppState, query: QueryParams, kind: StageKind) -> Api
 /// `GET <stage>`: the same work, answered with its result once done.
 pub async fn json(state: AppState, query: QueryParams, kind: StageKind) -> ApiResult<Response> {
     let (run, guard) = prepare(&state, &query, kind.name()).await?;
-    let mut events = Box::pin(stage_events(kind, run, guard));
+    finish_json(Box::pin(stage_events(kind, run, guard)), false).await
+}
+
+/// Drive `events` to `complete` and answer with its result (or its failure).
+async fn finish_json(
+    mut events: std::pin::Pin<Box<dyn futures::Stream<Item = Event> + Send>>,
+    with_status: bool,
+) -> ApiResult<Response> {
     while let Some(event) = events.next().await {
         if let Event::Complete(complete) = event {
             let result = complete.result.unwrap_or_else(|| Dict::new().into());
-            let body: Value = serde_json::to_value(&result).unwrap_or(Value::Null);
+            let mut body: Value = serde_json::to_value(&result).unwrap_or(Value::Null);
             if complete.ok {
+                if with_status && let Value::Object(map) = &mut body {
+                    map.insert("status".into(), "completed".into());
+                }
                 return Ok(Json(body).into_response());
             }
             let detail = complete
@@ -164,4 +132,44 @@ stage_routes! {
     disks_stream, disks_json => StageKind::VirtualDisks;
     backups_stream, backups_json => StageKind::Backups;
     snapshots_stream, snapshots_json => StageKind::Snapshots;
+}
+
+/// The events of a full update (contract §4.6).
+pub fn full_update_events(
+    run: SyncRun,
+    guard: RunGuard,
+) -> impl futures::Stream<Item = Event> + Send + 'static {
+    StreamGuard::new(full_update::STEP)
+        .failed_message("Full update sync failed.")
+        .run(move |sink| async move {
+            let _guard = guard;
+            let operation = run.run_id.clone();
+            sink.emit(full_update::bootstrap_done(&run));
+            sink.emit(Step::started_with(
+                "stream",
+                format!("Full update stream connected (operation_id={operation})"),
+            ));
+            sink.emit(full_update::discovery(&operation, &StageKind::ALL));
+            warn_options(&run, &sink, full_update::STEP);
+            let result = full_update::run(&run, &sink, &StageKind::ALL).await?;
+            Ok(Complete::success("Full update sync completed.", result))
+        })
+}
+
+/// `GET /full-update/stream`.
+pub async fn full_update_stream(
+    State(state): State<AppState>,
+    query: QueryParams,
+) -> ApiResult<Response> {
+    let (run, guard) = prepare(&state, &query, full_update::STEP).await?;
+    Ok(sse_response(full_update_events(run, guard)))
+}
+
+/// `GET /full-update`: the same run, answered with its result (plus `"status"`).
+pub async fn full_update_json(
+    State(state): State<AppState>,
+    query: QueryParams,
+) -> ApiResult<Response> {
+    let (run, guard) = prepare(&state, &query, full_update::STEP).await?;
+    finish_json(Box::pin(full_update_events(run, guard)), true).await
 }

@@ -1,0 +1,105 @@
+//! `/full-update/stream` (contract §4.6): every stage in one stream, in the reference's
+//! execution order, each framed by `step` started/completed (with `duration_seconds`).
+//! A stage that fails aborts the run: `error_detail`, `error`, `complete ok:false`.
+
+use std::time::Instant;
+
+use super::{StageKind, SyncRun};
+use crate::events::{
+    BootstrapDone, Dict, ErrorCategory, ErrorDetail, Event, EventSink, Failure, Step, Value,
+};
+
+/// The stream's name in `step` and `error` frames.
+pub const STEP: &str = "full-update";
+
+/// The `bootstrap_done` frame: the prerequisite objects the run found or created.
+pub fn bootstrap_done(run: &SyncRun) -> BootstrapDone {
+    let p = &run.prerequisites;
+    let mut unchanged = Vec::new();
+    for (kind, ids) in [
+        ("tag", &p.tags),
+        ("cluster_type", &p.cluster_types),
+        ("manufacturer", &p.manufacturers),
+        ("device_type", &p.device_types),
+        ("role", &p.roles),
+        ("vm_type", &p.vm_types),
+    ] {
+        unchanged.extend(ids.keys().map(|slug| format!("{kind}:{slug}")));
+    }
+    BootstrapDone {
+        ok: true,
+        skipped: false,
+        reason: None,
+        warnings: Vec::new(),
+        created: Vec::new(),
+        patched: Vec::new(),
+        unchanged,
+    }
+}
+
+/// The `discovery` frame: the stages this run executes, in order.
+pub fn discovery(operation_id: &str, stages: &[StageKind]) -> Event {
+    let items: Vec<Value> = stages
+        .iter()
+        .map(|s| Value::Dict(Dict::new().with("name", s.name()).with("type", "stage")))
+        .collect();
+    let count = items.len();
+    Event::Raw {
+        event: "discovery".into(),
+        data: Dict::new()
+            .with("event", "discovery")
+            .with("phase", STEP)
+            .with("status", "discovered")
+            .with(
+                "message",
+                format!("Discovered {count} sync stage(s) for full update"),
+            )
+            .with("count", count)
+            .with("items", items)
+            .with(
+                "progress",
+                Dict::new()
+                    .with("current", 0)
+                    .with("total", count)
+                    .with("percent", 0),
+            )
+            .with("metadata", Dict::new().with("operation_id", operation_id)),
+    }
+}
+
+/// Run `stages` in order; the result dict holds, per stage, its counts under its key
+/// and `<key>_count`.
+pub async fn run(run: &SyncRun, sink: &EventSink, stages: &[StageKind]) -> Result<Dict, Failure> {
+    let mut result = Dict::new();
+    for stage in stages {
+        let started = Instant::now();
+        sink.emit(Step::started(stage.name()));
+        let summary = stage.run(run, sink).await.map_err(|failure| {
+            let mut detail = ErrorDetail::new(
+                ErrorCategory::Internal,
+                "Full update synchronization failed",
+            );
+            detail.phase = Some(STEP.into());
+            detail.detail = Some(format!("{} stage: {}", stage.name(), failure.error));
+            detail.suggestion = Some("Review backend logs and retry the full update".into());
+            failure
+                .with_message(format!("Full update failed in the {} stage.", stage.name()))
+                .with_error_detail(detail)
+        })?;
+        let c = summary.counts;
+        let stage_result = Dict::new()
+            .with("count", summary.count)
+            .with("created", c.created)
+            .with("updated", c.updated)
+            .with("deleted", c.deleted)
+            .with("failed", c.failed)
+            .with("skipped", c.skipped);
+        sink.emit(
+            Step::completed(stage.name(), Dict::new().with("count", summary.count))
+                .with_duration(started.elapsed().as_secs_f64()),
+        );
+        result.insert(stage.result_key(), stage_result);
+        result.insert(format!("{}_count", stage.result_key()), summary.count);
+    }
+    Ok(result)
+}
