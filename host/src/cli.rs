@@ -73,6 +73,12 @@ struct ServeArgs {
     /// Peers trusted to set `X-Forwarded-For` (addresses or CIDRs, comma-separated).
     #[arg(long, env = "PROXBOX_TRUSTED_PROXIES", default_value = "")]
     trusted_proxies: String,
+    /// Configuration file (TOML: `[mappers]`, `[mapper-params]`; see the README).
+    #[arg(long, env = "PROXBOX_CONFIG")]
+    config: Option<PathBuf>,
+    /// A parameter passed to every mapper: `KEY=VALUE` (repeatable; after the file's).
+    #[arg(long = "mapper-param", value_name = "KEY=VALUE", value_parser = crate::config::parse_param, env = "PROXBOX_MAPPER_PARAMS", value_delimiter = ',')]
+    mapper_params: Vec<(String, String)>,
     /// Replace a built-in mapper: `KIND=PATH.wasm` (repeatable; kinds: device, virtual-machine,
     /// virtual-disk, storage, backup, snapshot).
     #[arg(long = "mapper", value_name = "KIND=PATH", value_parser = parse_override, env = "PROXBOX_MAPPERS", value_delimiter = ',')]
@@ -209,7 +215,14 @@ fn run(cli: Cli) -> anyhow::Result<ExitCode> {
 }
 
 fn serve(engine: &MapperEngine, args: ServeArgs) -> anyhow::Result<ExitCode> {
-    let overrides: BTreeMap<Kind, PathBuf> = args.mappers.into_iter().collect();
+    let file = match &args.config {
+        Some(path) => crate::config::FileConfig::load(path)?,
+        None => crate::config::FileConfig::default(),
+    };
+    let mut overrides: BTreeMap<Kind, PathBuf> = file.mappers;
+    overrides.extend(args.mappers);
+    let mut params = file.mapper_params;
+    params.extend(args.mapper_params);
     let mappers = MapperSet::load(engine, &overrides)?;
     for kind in Kind::ALL {
         tracing::info!(%kind, component = mappers.component(kind).name(), "mapper loaded");
@@ -221,6 +234,7 @@ fn serve(engine: &MapperEngine, args: ServeArgs) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("PROXBOX_TRUSTED_PROXIES: {e}"))?;
     let state = server::AppState::builder(store)
         .mappers(mappers)
+        .mapper_params(params)
         .trusted_proxies(proxies)
         .build();
     let runtime = tokio::runtime::Runtime::new()?;

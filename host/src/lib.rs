@@ -5,6 +5,7 @@
 
 pub mod cases;
 pub mod cli;
+pub mod config;
 mod error_chain;
 pub mod events;
 pub mod mapper;

@@ -401,3 +401,130 @@ async fn an_endpoint_in_a_running_sync_is_refused() {
             .contains("other-run")
     );
 }
+
+/// Ensure objects by slug (or name for custom fields) exist; idempotent across tests.
+async fn ensure_objects(
+    nb: &proxbox_host::netbox::NetBoxClient,
+    path: &str,
+    key: &str,
+    objects: Vec<Value>,
+) {
+    for object in objects {
+        let value = object[key].as_str().unwrap().to_string();
+        let found = nb.list(path, &[(key, value.clone())]).await.expect("list");
+        if found.is_empty() {
+            // A concurrent test may create it first: a refused duplicate is fine.
+            let _ = nb.create(path, object).await;
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_site_mapper_replaces_the_vm_mapper_by_configuration() {
+    use proxbox_host::mapper::{Kind, Limits, MapperEngine, MapperSet};
+    let Some(nb) = common::world::netbox() else {
+        return;
+    };
+    let estate = common::world::estate(36, 16);
+    let cluster = estate.endpoints[0].cluster_name.clone().unwrap();
+    let site = proxbox_host::sync::resolve::default_site(&cluster).0;
+    // What the example mapper refers to must exist in NetBox.
+    ensure_objects(&nb.client, "dcim/device-roles/", "slug", vec![
+        serde_json::json!({"name": "Server", "slug": "server", "color": "9e9e9e", "vm_role": true}),
+        serde_json::json!({"name": "Container", "slug": "container", "color": "607d8b", "vm_role": true}),
+    ]).await;
+    let platforms = [
+        "linux",
+        "windows",
+        "solaris",
+        "debian",
+        "devuan",
+        "ubuntu",
+        "centos",
+        "fedora",
+        "opensuse",
+        "archlinux",
+        "alpine",
+        "gentoo",
+        "nixos",
+    ];
+    ensure_objects(
+        &nb.client,
+        "dcim/platforms/",
+        "slug",
+        platforms
+            .iter()
+            .map(|p| serde_json::json!({"name": p, "slug": p}))
+            .collect(),
+    )
+    .await;
+    ensure_objects(&nb.client, "extras/custom-fields/", "name", vec![serde_json::json!({
+        "name": "proxmox_vmid", "type": "integer", "object_types": ["virtualization.virtualmachine"],
+    })]).await;
+
+    let engine = MapperEngine::new(
+        Limits::default(),
+        Some(std::env::temp_dir().join("proxbox-host-test-mappers")),
+    )
+    .expect("engine");
+    let overrides = BTreeMap::from([(Kind::VirtualMachine, common::example_component())]);
+    let site_mappers = MapperSet::load(&engine, &overrides).expect("site mapper");
+    let params = vec![("default-site".to_string(), site.clone())];
+    let Some(w) = common::world::world_with(estate, move |b| {
+        b.mappers(site_mappers).mapper_params(params)
+    })
+    .await
+    else {
+        return;
+    };
+    let root = w.server.call(reqwest::Method::GET, "/", None).await;
+    assert!(
+        root.json["mappers"]["virtual-machine"]
+            .as_str()
+            .unwrap()
+            .contains("site_vm_mapper"),
+        "{}",
+        root.text
+    );
+    w.stream("/dcim/devices/create/stream", "").await;
+    let frames = w
+        .stream("/virtualization/virtual-machines/create/stream", "")
+        .await;
+    let state = w.sim.state();
+    let templates = state.guests.values().filter(|g| g.template).count();
+    let s = &summary(&frames, "virtual-machines")["result"];
+    assert_eq!(
+        s["skipped"].as_u64(),
+        Some(templates as u64),
+        "templates are the site's skips: {s}"
+    );
+    let vms = vms_by_vmid(&w).await;
+    for guest in state.guests.values() {
+        let Some(vm) = vms.get(&guest.vmid) else {
+            assert!(guest.template, "guest {} missing", guest.vmid);
+            continue;
+        };
+        assert!(!guest.template);
+        let expected = guest.name().unwrap_or_default().trim().to_lowercase();
+        assert!(
+            vm["name"].as_str().unwrap().starts_with(&expected),
+            "{} vs {expected}",
+            vm["name"]
+        );
+        assert_eq!(
+            vm["description"],
+            format!("{cluster}/{} vmid {}", guest.node, guest.vmid).as_str()
+        );
+        assert_eq!(vm["custom_fields"]["proxmox_vmid"], guest.vmid);
+        let role = vm["role"]["slug"].as_str().unwrap();
+        assert_eq!(
+            role,
+            if guest.guest_type == proxmox_sim::GuestType::Qemu {
+                "server"
+            } else {
+                "container"
+            }
+        );
+        assert_eq!(vm["site"]["slug"], site.as_str());
+    }
+}
