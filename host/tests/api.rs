@@ -709,7 +709,8 @@ async fn every_documented_operation_is_routed_and_the_docs_list_them() {
             let concrete = path
                 .replace("{key_id}", "999999")
                 .replace("{netbox_id}", "999999")
-                .replace("{endpoint_id}", "999999");
+                .replace("{endpoint_id}", "999999")
+                .replace("{netbox_vm_id}", "999999");
             let method = Method::from_bytes(method.to_uppercase().as_bytes()).expect("method");
             let body = matches!(method, Method::POST | Method::PUT).then(|| json!({}));
             let answer = server.call(method.clone(), &concrete, body).await;

@@ -528,3 +528,53 @@ async fn a_site_mapper_replaces_the_vm_mapper_by_configuration() {
         assert_eq!(vm["site"]["slug"], site.as_str());
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn websocket_commands_run_the_real_stages() {
+    use futures::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    let Some(w) = common::world::world(37, 6).await else {
+        return;
+    };
+    let url = format!("ws://{}/ws", w.server.addr);
+    let (mut socket, _) = tokio_tungstenite::connect_async(url)
+        .await
+        .expect("connect");
+    let key = w.server.key.clone().unwrap();
+    socket
+        .send(Message::Text(format!(r#"{{"api_key": "{key}"}}"#).into()))
+        .await
+        .expect("send");
+    let mut next = async || loop {
+        match socket.next().await.expect("open").expect("frame") {
+            Message::Text(t) => return t.to_string(),
+            Message::Close(c) => panic!("closed: {c:?}"),
+            _ => continue,
+        }
+    };
+    assert_eq!(next().await, "Connected!");
+    assert_eq!(next().await, "Connected 2!");
+    drop(next);
+    socket
+        .send(Message::Text("Sync Nodes".into()))
+        .await
+        .expect("send");
+    let mut synced = BTreeSet::new();
+    loop {
+        let Message::Text(text) = socket.next().await.expect("open").expect("frame") else {
+            continue;
+        };
+        if text.as_str() == "Sync Nodes" {
+            continue;
+        }
+        let payload: Value = serde_json::from_str(text.as_str()).expect("JSON progress");
+        assert_eq!(payload["object"], "device", "{payload}");
+        if payload["end"] == true {
+            break;
+        }
+        assert_eq!(payload["data"]["completed"], true, "{payload}");
+        synced.insert(payload["data"]["name"].as_str().unwrap().to_string());
+    }
+    let nodes: BTreeSet<String> = w.sim.state().nodes.iter().map(|n| n.name.clone()).collect();
+    assert_eq!(synced, nodes);
+}

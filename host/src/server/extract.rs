@@ -114,6 +114,13 @@ impl QueryParams {
         )
     }
 
+    /// With `name=value` added (it wins over an earlier value).
+    #[must_use]
+    pub fn with(mut self, name: &str, value: &str) -> Self {
+        self.0.push((name.to_string(), value.to_string()));
+        self
+    }
+
     /// The last value of `name` (FastAPI reads the last one for scalars).
     pub fn get(&self, name: &str) -> Option<&str> {
         self.0

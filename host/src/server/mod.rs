@@ -262,6 +262,26 @@ pub fn router(state: AppState) -> Router {
             "/virtualization/virtual-machines/snapshots/all/create/stream",
             get(sync::snapshots_stream),
         )
+        .route(
+            "/virtualization/virtual-machines/{netbox_vm_id}/create",
+            get(sync::vm_json),
+        )
+        .route(
+            "/virtualization/virtual-machines/{netbox_vm_id}/create/stream",
+            get(sync::vm_stream),
+        )
+        .route(
+            "/virtualization/virtual-machines/{netbox_vm_id}/virtual-disks/create/stream",
+            get(sync::vm_disks_stream),
+        )
+        .route(
+            "/virtualization/virtual-machines/{netbox_vm_id}/backups/create/stream",
+            get(sync::vm_backups_stream),
+        )
+        .route(
+            "/virtualization/virtual-machines/{netbox_vm_id}/snapshots/create/stream",
+            get(sync::vm_snapshots_stream),
+        )
         .route("/full-update", get(sync::full_update_json))
         .route("/full-update/stream", get(sync::full_update_stream))
         .route("/ws", get(ws::commands))

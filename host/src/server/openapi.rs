@@ -34,6 +34,20 @@ const SESSION_PARAMS: &[&str] = &[
     "ip_address",
 ];
 
+const SYNC_PARAMS: &[&str] = &[
+    "proxmox_endpoint_ids",
+    "netbox_vm_ids",
+    "dry_run",
+    "delete_orphans",
+    "delete_nonexistent_backup",
+    "delete_nonexistent_snapshot",
+    "sync_mode_vm",
+    "sync_mode_vm_template",
+    "fetch_max_concurrency",
+    "run_id",
+    "overwrite_vm_tags",
+];
+
 macro_rules! route {
     ($method:literal, $path:literal, $tag:literal, $summary:literal) => {
         route!($method, $path, $tag, $summary, &[], None, true)
@@ -271,6 +285,177 @@ pub const ROUTES: &[RouteDoc] = &[
         None,
         true
     ),
+    route!(
+        "get",
+        "/dcim/devices/create",
+        "sync",
+        "Sync nodes to devices; JSON result",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/dcim/devices/create/stream",
+        "sync",
+        "Sync nodes to devices; SSE progress",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/virtualization/virtual-machines/storage/create",
+        "sync",
+        "Sync storages; JSON result",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/virtualization/virtual-machines/storage/create/stream",
+        "sync",
+        "Sync storages; SSE progress",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/virtualization/virtual-machines/create",
+        "sync",
+        "Sync guests to virtual machines; JSON result",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/virtualization/virtual-machines/create/stream",
+        "sync",
+        "Sync guests to virtual machines; SSE progress",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/virtualization/virtual-machines/{netbox_vm_id}/create",
+        "sync",
+        "Sync one NetBox VM; JSON result",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/virtualization/virtual-machines/{netbox_vm_id}/create/stream",
+        "sync",
+        "Sync one NetBox VM; SSE progress",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/virtualization/virtual-machines/virtual-disks/create",
+        "sync",
+        "Sync guest disks; JSON result",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/virtualization/virtual-machines/virtual-disks/create/stream",
+        "sync",
+        "Sync guest disks; SSE progress",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/virtualization/virtual-machines/{netbox_vm_id}/virtual-disks/create/stream",
+        "sync",
+        "Sync one VM's disks; SSE progress",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/virtualization/virtual-machines/backups/all/create",
+        "sync",
+        "Sync backups; JSON result",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/virtualization/virtual-machines/backups/all/create/stream",
+        "sync",
+        "Sync backups; SSE progress",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/virtualization/virtual-machines/{netbox_vm_id}/backups/create/stream",
+        "sync",
+        "Sync one VM's backups; SSE progress",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/virtualization/virtual-machines/snapshots/all/create",
+        "sync",
+        "Sync snapshots; JSON result",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/virtualization/virtual-machines/snapshots/all/create/stream",
+        "sync",
+        "Sync snapshots; SSE progress",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/virtualization/virtual-machines/{netbox_vm_id}/snapshots/create/stream",
+        "sync",
+        "Sync one VM's snapshots; SSE progress",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/full-update",
+        "sync",
+        "Every stage in order; JSON result",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/full-update/stream",
+        "sync",
+        "Every stage in order; SSE progress",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
 ];
 
 fn path_parameters(path: &str) -> Vec<Value> {
@@ -288,6 +473,15 @@ fn query_parameter(name: &str) -> Value {
         "limit" => json!({ "type": "integer", "default": 100, "maximum": 100 }),
         "type" => json!({ "type": "string", "enum": ["vm", "storage", "node", "sdn"] }),
         "source" => json!({ "type": "string", "enum": ["database"], "default": "database" }),
+        "dry_run"
+        | "delete_orphans"
+        | "delete_nonexistent_backup"
+        | "delete_nonexistent_snapshot"
+        | "overwrite_vm_tags" => json!({ "type": "boolean" }),
+        "fetch_max_concurrency" => json!({ "type": "integer", "minimum": 1 }),
+        "sync_mode_vm" | "sync_mode_vm_template" => {
+            json!({ "type": "string", "enum": ["always", "bootstrap_only", "disabled"] })
+        }
         _ => json!({ "type": "string" }),
     };
     json!({ "name": name, "in": "query", "required": false, "schema": schema })

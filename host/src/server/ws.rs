@@ -6,7 +6,8 @@
 //! Progress is the stage's legacy payloads (`{"object", "type", "data", "end"}`), sent
 //! as compact JSON text like Starlette's `send_json` — the same payloads the SSE
 //! streams carry inside their legacy `step` frames. Stages come from the
-//! [`StageRunner`] installed in the state.
+//! [`StageRunner`] installed in the state (by default the sync stages themselves, for
+//! every enabled endpoint).
 
 use std::collections::VecDeque;
 use std::net::{IpAddr, SocketAddr};
@@ -215,10 +216,10 @@ async fn relay(
     stage: WsStage,
     pending: &mut VecDeque<String>,
 ) -> Relay {
-    let Some(runner) = state.stage_runner() else {
-        let _ = send_text(socket, "Error: sync stages are not available in this host.").await;
-        return Relay::Done { ok: false };
-    };
+    let runner: SharedRunner = state
+        .stage_runner()
+        .cloned()
+        .unwrap_or_else(|| Arc::new(crate::server::routes::sync::SyncStageRunner));
     let mut events = runner.run(state.clone(), stage);
     loop {
         tokio::select! {

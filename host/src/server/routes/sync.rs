@@ -112,6 +112,76 @@ async fn finish_json(
     ))
 }
 
+/// Runs stages for WebSocket commands: every enabled endpoint, default options.
+pub struct SyncStageRunner;
+
+impl crate::server::ws::StageRunner for SyncStageRunner {
+    fn run(
+        &self,
+        state: AppState,
+        stage: crate::server::ws::WsStage,
+    ) -> futures::stream::BoxStream<'static, Event> {
+        let kind = match stage {
+            crate::server::ws::WsStage::Devices => StageKind::Devices,
+            crate::server::ws::WsStage::VirtualMachines => StageKind::VirtualMachines,
+        };
+        let start = async move {
+            match prepare(&state, &QueryParams::default(), kind.name()).await {
+                Ok((run, guard)) => stage_events(kind, run, guard).boxed(),
+                Err(error) => {
+                    let text = error.body()["detail"]
+                        .as_str()
+                        .map(str::to_string)
+                        .unwrap_or_else(|| error.body().to_string());
+                    let events = StreamGuard::new(kind.name())
+                        .failure_events(crate::events::Failure::new(text));
+                    futures::stream::iter(events).boxed()
+                }
+            }
+        };
+        futures::stream::once(start).flatten().boxed()
+    }
+}
+
+/// The targeted variants (`/virtualization/virtual-machines/{netbox_vm_id}/…`): the
+/// stage limited to one NetBox VM, as with `netbox_vm_ids=<id>`.
+pub async fn targeted(
+    state: AppState,
+    query: QueryParams,
+    vm_id: &str,
+    kind: StageKind,
+    as_stream: bool,
+) -> ApiResult<Response> {
+    let id = crate::server::extract::path_int("netbox_vm_id", vm_id)?;
+    let query = query.with("netbox_vm_ids", &id.to_string());
+    if as_stream {
+        stream(state, query, kind).await
+    } else {
+        json(state, query, kind).await
+    }
+}
+
+macro_rules! targeted_routes {
+    ($($name:ident => $kind:expr, $stream:expr;)*) => {$(
+        /// A stage for one NetBox VM.
+        pub async fn $name(
+            State(state): State<AppState>,
+            axum::extract::Path(vm_id): axum::extract::Path<String>,
+            query: QueryParams,
+        ) -> ApiResult<Response> {
+            targeted(state, query, &vm_id, $kind, $stream).await
+        }
+    )*};
+}
+
+targeted_routes! {
+    vm_json => StageKind::VirtualMachines, false;
+    vm_stream => StageKind::VirtualMachines, true;
+    vm_disks_stream => StageKind::VirtualDisks, true;
+    vm_backups_stream => StageKind::Backups, true;
+    vm_snapshots_stream => StageKind::Snapshots, true;
+}
+
 macro_rules! stage_routes {
     ($($stream:ident, $json:ident => $kind:expr;)*) => {$(
         /// SSE route of a stage.
