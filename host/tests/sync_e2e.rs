@@ -150,7 +150,7 @@ async fn vms_by_vmid(w: &common::world::World) -> BTreeMap<u32, Value> {
         .into_values()
         .filter_map(|vm| {
             let (_, identity) = identities.get(&vm["id"].as_u64()?)?;
-            (identity.endpoint == w.endpoint as u64).then(|| (identity.vmid, vm))
+            (identity.endpoint == w.endpoint as u64).then_some((identity.vmid, vm))
         })
         .collect()
 }
@@ -554,7 +554,6 @@ async fn websocket_commands_run_the_real_stages() {
     };
     assert_eq!(next().await, "Connected!");
     assert_eq!(next().await, "Connected 2!");
-    drop(next);
     socket
         .send(Message::Text("Sync Nodes".into()))
         .await
@@ -577,4 +576,78 @@ async fn websocket_commands_run_the_real_stages() {
     }
     let nodes: BTreeSet<String> = w.sim.state().nodes.iter().map(|n| n.name.clone()).collect();
     assert_eq!(synced, nodes);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_full_update_runs_every_stage_in_order_then_writes_nothing() {
+    let Some(w) = common::world::world(38, 20).await else {
+        return;
+    };
+    let frames = w.stream("/full-update/stream", "").await;
+    let names: Vec<&str> = frames.iter().map(|(e, _)| e.as_str()).collect();
+    assert_eq!(&names[..3], ["bootstrap_done", "step", "discovery"]);
+    assert_eq!(frames[1].1["step"], "stream");
+    let stages = [
+        "devices",
+        "storage",
+        "virtual-machines",
+        "virtual-disks",
+        "backups",
+        "snapshots",
+    ];
+    assert_eq!(frames[2].1["count"], stages.len());
+    let lifecycle: Vec<(String, String)> = sse::named(&frames, "step")
+        .into_iter()
+        .filter(|s| s.get("payload").is_none() && s["step"] != "stream")
+        .map(|s| {
+            (
+                s["step"].as_str().unwrap().to_string(),
+                s["status"].as_str().unwrap().to_string(),
+            )
+        })
+        .collect();
+    let expected: Vec<(String, String)> = stages
+        .iter()
+        .flat_map(|s| {
+            [
+                (s.to_string(), "started".to_string()),
+                (s.to_string(), "completed".to_string()),
+            ]
+        })
+        .collect();
+    assert_eq!(lifecycle, expected);
+    let complete = sse::complete(&frames);
+    let result = &complete["result"];
+    assert_eq!(result["devices_count"], w.sim.state().nodes.len());
+    assert_eq!(result["virtual_machines_count"], w.sim.state().guests.len());
+    for key in ["storage", "virtual_disks", "backups", "snapshots"] {
+        assert_eq!(result[key]["failed"], 0, "{key}: {result}");
+    }
+    let active = w
+        .server
+        .call(reqwest::Method::GET, "/sync/active", None)
+        .await;
+    assert_eq!(active.json["active"], false, "the run left /sync/active");
+
+    let since = now_iso();
+    let frames = w.stream("/full-update/stream", "").await;
+    for (event, data) in &frames {
+        if event == "phase_summary" {
+            let r = &data["result"];
+            assert_eq!(
+                (
+                    r["created"].as_u64(),
+                    r["updated"].as_u64(),
+                    r["deleted"].as_u64()
+                ),
+                (Some(0), Some(0), Some(0)),
+                "{data}"
+            );
+        }
+    }
+    let changes = w.changes_since(&since).await;
+    assert!(
+        changes.is_empty(),
+        "a no-op full update changed NetBox: {changes:#?}"
+    );
 }

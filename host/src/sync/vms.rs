@@ -485,14 +485,13 @@ async fn delete_orphans(
         if tagged
             && complete.contains(&endpoint)
             && !present.contains(&(endpoint, vmid, kind.to_string()))
+            && let Some(id) = vm.get("id").and_then(Value::as_u64)
         {
-            if let Some(id) = vm.get("id").and_then(Value::as_u64) {
-                let name = vm.get("name").and_then(Value::as_str).unwrap_or_default();
-                doomed.push((
-                    id,
-                    Item::new(format!("{kind}/{vmid} {name}"), "vm").with_id(Some(id)),
-                ));
-            }
+            let name = vm.get("name").and_then(Value::as_str).unwrap_or_default();
+            doomed.push((
+                id,
+                Item::new(format!("{kind}/{vmid} {name}"), "vm").with_id(Some(id)),
+            ));
         }
     }
     if doomed.is_empty() {
