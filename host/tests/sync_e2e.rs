@@ -580,7 +580,19 @@ async fn websocket_commands_run_the_real_stages() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_full_update_runs_every_stage_in_order_then_writes_nothing() {
-    let Some(w) = common::world::world(38, 20).await else {
+    // Snapshot records are unique by (vmid, name, node) across all of NetBox, and other
+    // worlds reuse VMIDs and node names: give this world's snapshots names of their own.
+    let mut estate = common::world::estate(38, 20);
+    let suffix = common::world::unique("s");
+    for guest in estate.endpoints[0].guests.values_mut() {
+        for snapshot in &mut guest.snapshots {
+            snapshot.name = format!("{}-{suffix}", snapshot.name);
+            if let Some(parent) = snapshot.parent.as_mut() {
+                *parent = format!("{parent}-{suffix}");
+            }
+        }
+    }
+    let Some(w) = common::world::world_with(estate, |b| b).await else {
         return;
     };
     let frames = w.stream("/full-update/stream", "").await;
