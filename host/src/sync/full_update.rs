@@ -101,5 +101,12 @@ pub async fn run(run: &SyncRun, sink: &EventSink, stages: &[StageKind]) -> Resul
         result.insert(stage.result_key(), stage_result);
         result.insert(format!("{}_count", stage.result_key()), summary.count);
     }
+    let counts = run.netbox.counts();
+    result.insert(
+        "netbox_requests",
+        Dict::new()
+            .with("gets", counts.gets())
+            .with("writes", counts.writes()),
+    );
     Ok(result)
 }

@@ -1,0 +1,161 @@
+//! A whole sync against a real NetBox: a cold full update of a generated estate, then a
+//! no-op re-run, reporting wall time, NetBox requests and the process's peak RSS.
+//!
+//! Needs `NETBOX_URL` and `NETBOX_TOKEN_V1` (`tests/netbox/netbox.sh up`, then source its
+//! env file). `PROXBOX_BENCH_GUESTS` lists the estate sizes (default `1000,10000`);
+//! `PROXBOX_BENCH_BACKUPS` and `PROXBOX_BENCH_SNAPSHOTS` set the averages per guest
+//! (default 2 and 1). The simulator runs in this process, so the RSS includes it.
+//! Measures only under `cargo bench` (`--bench`); `cargo test` builds it and exits.
+
+use std::collections::BTreeMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use proxbox_host::mapper::{Limits, MapperEngine, MapperSet};
+use proxbox_host::server::{self, AppState};
+use proxbox_host::store::{NetBoxEndpointCreate, ProxmoxEndpointCreate, Secret, Store};
+use proxmox_sim::{EstateSpec, SimConfig, Simulator, generate};
+use serde_json::Value;
+
+fn env_f64(name: &str, default: f64) -> f64 {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// Peak resident set size of this process, in MiB (`VmHWM`).
+fn peak_rss_mib() -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| {
+            s.lines()
+                .find(|l| l.starts_with("VmHWM:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or(0.0, |kib| kib / 1024.0)
+}
+
+/// The `complete` payload of an SSE body.
+fn complete(body: &str) -> Value {
+    let mut event = "";
+    for line in body.lines() {
+        if let Some(name) = line.strip_prefix("event: ") {
+            event = name;
+        } else if let (Some(data), "complete") = (line.strip_prefix("data: "), event) {
+            return serde_json::from_str(data).expect("complete JSON");
+        }
+    }
+    panic!("no complete frame");
+}
+
+async fn run_size(guests: usize, url: &url::Url, token: &str, mappers: &MapperSet) {
+    let mut estate = generate(&EstateSpec {
+        seed: guests as u64,
+        clusters: 1,
+        nodes_per_cluster: 3,
+        standalone_nodes: 0,
+        guests,
+        backups_per_guest: env_f64("PROXBOX_BENCH_BACKUPS", 2.0),
+        snapshots_per_guest: env_f64("PROXBOX_BENCH_SNAPSHOTS", 1.0),
+        ..EstateSpec::default()
+    });
+    let tag = SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    estate.endpoints[0].cluster_name = Some(format!("bench-{guests}-{tag}"));
+    for guest in estate.endpoints[0].guests.values_mut() {
+        for snapshot in &mut guest.snapshots {
+            snapshot.name = format!("{}-{tag}", snapshot.name);
+            if let Some(parent) = snapshot.parent.as_mut() {
+                *parent = format!("{parent}-{tag}");
+            }
+        }
+    }
+    let sim = Simulator::start(estate, 0, SimConfig::default())
+        .await
+        .expect("simulator");
+    let store = Store::open_in_memory().expect("store");
+    let mut nb = NetBoxEndpointCreate::new("netbox", url.host_str().expect("host"), token);
+    nb.port = i64::from(url.port_or_known_default().expect("port"));
+    nb.verify_ssl = false;
+    store.create_netbox_endpoint(nb).expect("netbox endpoint");
+    let t = sim.token();
+    let mut pve = ProxmoxEndpointCreate::new("bench", "127.0.0.1", sim.addr().port(), &t.user);
+    pve.token_name = Some(t.token_id.clone());
+    pve.token_value = Some(Secret::new(t.secret.clone()));
+    pve.verify_ssl = false;
+    pve.timeout = Some(120);
+    let endpoint = store
+        .create_proxmox_endpoint(pve)
+        .expect("proxmox endpoint")
+        .id;
+    let key = "bench-key-0123456789-abcdefghijklmnopqrstuv";
+    store.register_first_key(key, "bench").expect("key");
+    let state = AppState::builder(store).mappers(mappers.clone()).build();
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    tokio::spawn(server::serve_on(listener, state, std::future::pending()));
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(4 * 3600))
+        .build()
+        .expect("client");
+    for label in ["cold", "no-op"] {
+        let started = Instant::now();
+        let body = http
+            .get(format!(
+                "http://{addr}/full-update/stream?proxmox_endpoint_ids={endpoint}"
+            ))
+            .header("X-Proxbox-API-Key", key)
+            .send()
+            .await
+            .expect("request")
+            .text()
+            .await
+            .expect("body");
+        let seconds = started.elapsed().as_secs_f64();
+        let complete = complete(&body);
+        assert_eq!(complete["ok"], true, "{complete}");
+        let r = &complete["result"];
+        println!(
+            "{guests:>6} guests  {label:<5}  {seconds:>8.1} s  NetBox GETs {:>6}  writes {:>6}  \
+             VMs {:>6}  disks {:>6}  backups {:>6}  snapshots {:>6}  peak RSS {:>6.0} MiB",
+            r["netbox_requests"]["gets"],
+            r["netbox_requests"]["writes"],
+            r["virtual_machines_count"],
+            r["virtual_disks_count"],
+            r["backups_count"],
+            r["snapshots_count"],
+            peak_rss_mib(),
+        );
+    }
+}
+
+fn main() {
+    if !std::env::args().any(|a| a == "--bench") {
+        return;
+    }
+    let (Ok(url), Ok(token)) = (
+        std::env::var("NETBOX_URL"),
+        std::env::var("NETBOX_TOKEN_V1"),
+    ) else {
+        eprintln!("sync bench: NETBOX_URL / NETBOX_TOKEN_V1 not set (tests/netbox/netbox.sh up)");
+        return;
+    };
+    let url = url::Url::parse(&url).expect("NETBOX_URL");
+    let sizes: Vec<usize> = std::env::var("PROXBOX_BENCH_GUESTS")
+        .unwrap_or_else(|_| "1000,10000".into())
+        .split(',')
+        .filter_map(|s| s.trim().parse().ok())
+        .collect();
+    let engine = MapperEngine::new(Limits::default(), None).expect("engine");
+    let mappers = MapperSet::load(&engine, &BTreeMap::new()).expect("mappers");
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        for guests in sizes {
+            run_size(guests, &url, &token, &mappers).await;
+        }
+    });
+}
