@@ -917,8 +917,14 @@ impl Event {
     /// reference, so unlike [`Discovery`] its items carry `type` (not `item_type`) and its
     /// `percent` is the integer `0`.
     pub fn full_update_discovery(operation_id: &str) -> Self {
-        let count = FULL_UPDATE_DISCOVERY_STAGES.len();
-        let items: Vec<Value> = FULL_UPDATE_DISCOVERY_STAGES
+        Event::full_update_discovery_of(operation_id, &FULL_UPDATE_DISCOVERY_STAGES)
+    }
+
+    /// The full-update `discovery` frame (shape as [`Event::full_update_discovery`]) for
+    /// the given stage names.
+    pub fn full_update_discovery_of(operation_id: &str, stages: &[&str]) -> Self {
+        let count = stages.len();
+        let items: Vec<Value> = stages
             .iter()
             .map(|name| Value::Dict(Dict::new().with("name", *name).with("type", "stage")))
             .collect();

@@ -50,6 +50,15 @@ impl ApiError {
         }
     }
 
+    /// Maps a store's not-found to 404 with the route's own `message` (the reference words
+    /// it differently per route); other errors as usual.
+    pub fn not_found_as(message: &'static str) -> impl Fn(StoreError) -> ApiError {
+        move |error| match error {
+            StoreError::NotFound(_) => ApiError::detail(StatusCode::NOT_FOUND, message),
+            other => other.into(),
+        }
+    }
+
     /// One 422 item: `{"type": kind, "loc": loc, "msg": message}`.
     pub fn invalid(kind: &str, loc: Value, message: impl Into<String>) -> Self {
         ApiError::Validation(vec![

@@ -24,6 +24,30 @@ impl KindResult {
     pub fn id(&self, index: usize) -> Option<u64> {
         self.items.get(&index).and_then(|(_, id)| *id)
     }
+
+    /// What happened to desired object `index`, and its NetBox id.
+    pub fn outcome(&self, index: usize) -> (Outcome, Option<u64>) {
+        self.items.get(&index).cloned().unwrap_or((
+            Outcome::Failed("missing from the reconcile result".into()),
+            None,
+        ))
+    }
+}
+
+/// The spec of a plugin record that belongs to a VM, matched by `(virtual_machine, key)`.
+pub fn per_vm_spec(path: &str, key: &'static str, owned: &[&str]) -> KindSpec {
+    KindSpec {
+        path: path.to_string(),
+        identity: Box::new(move |o: &Map<String, Value>| {
+            Some(vec![
+                reconcile::normalise(o.get("virtual_machine")?),
+                serde_json::json!(o.get(key)?.as_str()?),
+            ])
+        }),
+        owned: owned.iter().map(|f| f.to_string()).collect(),
+        merge_tags: true,
+        ownership_tag: crate::netbox::prerequisites::OWNERSHIP_TAG_SLUG.to_string(),
+    }
 }
 
 /// Reconcile `desired` against `existing`; deletes only owned delete candidates when

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::future::join_all;
 use serde_json::{Map, Value, json};
 
-use super::apply::{list_by, reconcile_kind};
+use super::apply::{list_by, per_vm_spec, reconcile_kind};
 use super::devices::tag_ids;
 use super::mapping::{self, map_batch};
 use super::report::{Item, Outcome, Phase};
@@ -28,7 +28,7 @@ use crate::events::{ErrorCategory, ErrorDetail, EventSink, Failure};
 use crate::mapper::v1::DesiredBackup;
 use crate::mapper::{Kind, MapInput, MapOutput};
 use crate::netbox::prerequisites::OWNERSHIP_TAG_SLUG;
-use crate::netbox::reconcile::{Desired, KindSpec, normalise};
+use crate::netbox::reconcile::{Desired, normalise};
 use crate::netbox::vms::{VM_PATH, VM_STATE_PATH};
 use crate::netbox::{NetBoxClient, NetBoxError};
 use crate::normalize;
@@ -217,26 +217,12 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
             }
         })
         .collect();
-    let spec = KindSpec {
-        path: BACKUP_PATH.to_string(),
-        identity: Box::new(|o: &Map<String, Value>| {
-            Some(vec![
-                normalise(o.get("virtual_machine")?),
-                json!(o.get("volume_id")?.as_str()?),
-            ])
-        }),
-        owned: OWNED.iter().map(|f| f.to_string()).collect(),
-        merge_tags: true,
-        ownership_tag: OWNERSHIP_TAG_SLUG.to_string(),
-    };
+    let spec = per_vm_spec(BACKUP_PATH, "volume_id", &OWNED);
     let result = reconcile_kind(netbox, &spec, &desired, &existing, false, dry_run).await;
     let mut count = 0;
     let mut matched = BTreeSet::new();
     for (index, (found_index, _, _)) in wants.iter().enumerate() {
-        let (outcome, id) = result.items.get(&index).cloned().unwrap_or((
-            Outcome::Failed("missing from the reconcile result".into()),
-            None,
-        ));
+        let (outcome, id) = result.outcome(index);
         if let Some(id) = id {
             matched.insert(id);
             if !matches!(outcome, Outcome::Failed(_)) {

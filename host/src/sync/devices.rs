@@ -248,10 +248,7 @@ pub async fn reconcile(
     let mut count = 0;
     for (d_index, (node_index, cluster_name)) in desired_node.iter().enumerate() {
         let node = &nodes[*node_index];
-        let (outcome, id) = result.items.get(&d_index).cloned().unwrap_or((
-            Outcome::Failed("missing from the reconcile result".into()),
-            None,
-        ));
+        let (outcome, id) = result.outcome(d_index);
         if let Some(id) = id {
             count += 1;
             let name = desired[d_index]

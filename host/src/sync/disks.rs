@@ -342,10 +342,7 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
                 phase.item(&item, outcome);
             }
             Line::Disk(item, d_index) => {
-                let (outcome, id) = result.items.get(&d_index).cloned().unwrap_or((
-                    Outcome::Failed("missing from the reconcile result".into()),
-                    None,
-                ));
+                let (outcome, id) = result.outcome(d_index);
                 let want = &wants[d_index];
                 let vm = scopes[want.scope].vm;
                 match (&outcome, id) {

@@ -6,7 +6,7 @@ use std::time::Instant;
 
 use super::{StageKind, SyncRun};
 use crate::events::{
-    BootstrapDone, Dict, ErrorCategory, ErrorDetail, Event, EventSink, Failure, Step, Value,
+    BootstrapDone, Dict, ErrorCategory, ErrorDetail, Event, EventSink, Failure, Step,
 };
 
 /// The stream's name in `step` and `error` frames.
@@ -39,32 +39,8 @@ pub fn bootstrap_done(run: &SyncRun) -> BootstrapDone {
 
 /// The `discovery` frame: the stages this run executes, in order.
 pub fn discovery(operation_id: &str, stages: &[StageKind]) -> Event {
-    let items: Vec<Value> = stages
-        .iter()
-        .map(|s| Value::Dict(Dict::new().with("name", s.name()).with("type", "stage")))
-        .collect();
-    let count = items.len();
-    Event::Raw {
-        event: "discovery".into(),
-        data: Dict::new()
-            .with("event", "discovery")
-            .with("phase", STEP)
-            .with("status", "discovered")
-            .with(
-                "message",
-                format!("Discovered {count} sync stage(s) for full update"),
-            )
-            .with("count", count)
-            .with("items", items)
-            .with(
-                "progress",
-                Dict::new()
-                    .with("current", 0)
-                    .with("total", count)
-                    .with("percent", 0),
-            )
-            .with("metadata", Dict::new().with("operation_id", operation_id)),
-    }
+    let names: Vec<&str> = stages.iter().map(|s| s.name()).collect();
+    Event::full_update_discovery_of(operation_id, &names)
 }
 
 /// Run `stages` in order; the result dict holds, per stage, its counts under its key

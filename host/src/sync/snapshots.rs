@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::future::join_all;
 use serde_json::{Map, Value, json};
 
-use super::apply::reconcile_kind;
+use super::apply::{per_vm_spec, reconcile_kind};
 use super::backups::{
     Owners, StorageLinks, canonical_time, canonicalise_times, delete_reported, endpoint_id,
     has_owner_tag, missing_plugin, netbox_failure, records_of, wanted_vms,
@@ -27,8 +27,7 @@ use super::{EndpointRead, StageSummary, SyncRun, read_inventories};
 use crate::events::{EventSink, Failure};
 use crate::mapper::v1::{DesiredSnapshot, GuestType};
 use crate::mapper::{Kind, MapInput, MapOutput};
-use crate::netbox::prerequisites::OWNERSHIP_TAG_SLUG;
-use crate::netbox::reconcile::{Desired, KindSpec, normalise};
+use crate::netbox::reconcile::{Desired, normalise};
 use crate::normalize;
 use crate::proxmox::inventory::{read_configs, read_snapshots};
 use crate::proxmox::models::{ClusterResource, GuestConfig, GuestKind, Snapshot};
@@ -212,26 +211,12 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
             }
         })
         .collect();
-    let spec = KindSpec {
-        path: SNAPSHOT_PATH.to_string(),
-        identity: Box::new(|o: &Map<String, Value>| {
-            Some(vec![
-                normalise(o.get("virtual_machine")?),
-                json!(o.get("name")?.as_str()?),
-            ])
-        }),
-        owned: OWNED.iter().map(|f| f.to_string()).collect(),
-        merge_tags: true,
-        ownership_tag: OWNERSHIP_TAG_SLUG.to_string(),
-    };
+    let spec = per_vm_spec(SNAPSHOT_PATH, "name", &OWNED);
     let result = reconcile_kind(netbox, &spec, &desired, &existing, false, dry_run).await;
     let mut count = 0;
     let mut matched = BTreeSet::new();
     for (index, (found_index, _, _)) in wants.iter().enumerate() {
-        let (outcome, id) = result.items.get(&index).cloned().unwrap_or((
-            Outcome::Failed("missing from the reconcile result".into()),
-            None,
-        ));
+        let (outcome, id) = result.outcome(index);
         if let Some(id) = id {
             matched.insert(id);
             if !matches!(outcome, Outcome::Failed(_)) {

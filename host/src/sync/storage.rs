@@ -196,10 +196,7 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
     .await;
     let mut count = 0;
     for (d_index, e_index) in desired_entry.iter().enumerate() {
-        let (outcome, id) = result.items.get(&d_index).cloned().unwrap_or((
-            Outcome::Failed("missing from the reconcile result".into()),
-            None,
-        ));
+        let (outcome, id) = result.outcome(d_index);
         if id.is_some() && !matches!(outcome, Outcome::Failed(_)) {
             count += 1;
         }

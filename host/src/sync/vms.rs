@@ -412,10 +412,7 @@ pub async fn reconcile(
                 .is_some_and(|id| !matched.contains(&id))
         }));
         for (index, (want, _)) in members.iter().enumerate() {
-            let (outcome, id) = result.items.get(&index).cloned().unwrap_or((
-                Outcome::Failed("missing from the reconcile result".into()),
-                None,
-            ));
+            let (outcome, id) = result.outcome(index);
             if let Some(id) = id {
                 count += 1;
                 ids.insert(guests[want.guest].identity.clone(), id);

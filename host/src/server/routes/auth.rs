@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::extract::{Body, path_int};
-use crate::store::{KeyId, StoreError, messages};
+use crate::store::{KeyId, messages};
 
 /// Body of `POST /auth/register-key`.
 #[derive(Debug, Deserialize)]
@@ -63,22 +63,16 @@ fn key_id(raw: &str) -> ApiResult<KeyId> {
     path_int("key_id", raw).map(KeyId)
 }
 
-fn not_found(error: StoreError) -> ApiError {
-    match error {
-        StoreError::NotFound(_) => {
-            ApiError::detail(StatusCode::NOT_FOUND, messages::API_KEY_NOT_FOUND)
-        }
-        other => other.into(),
-    }
-}
-
 /// `DELETE /auth/keys/{id}`: 204; the last active key stays.
 pub async fn delete_key(
     State(state): State<AppState>,
     Path(id): Path<String>,
 ) -> ApiResult<StatusCode> {
     let id = key_id(&id)?;
-    state.store().delete_key(id).map_err(not_found)?;
+    state
+        .store()
+        .delete_key(id)
+        .map_err(ApiError::not_found_as(messages::API_KEY_NOT_FOUND))?;
     tracing::info!(id = id.0, "API key deleted");
     Ok(StatusCode::NO_CONTENT)
 }
@@ -91,7 +85,7 @@ pub async fn activate_key(
     let info = state
         .store()
         .activate_key(key_id(&id)?)
-        .map_err(not_found)?;
+        .map_err(ApiError::not_found_as(messages::API_KEY_NOT_FOUND))?;
     Ok(Json(json!(info)))
 }
 
@@ -103,6 +97,6 @@ pub async fn deactivate_key(
     let info = state
         .store()
         .deactivate_key(key_id(&id)?)
-        .map_err(not_found)?;
+        .map_err(ApiError::not_found_as(messages::API_KEY_NOT_FOUND))?;
     Ok(Json(json!(info)))
 }

@@ -11,7 +11,7 @@ use crate::server::error::{ApiError, ApiResult};
 use crate::server::extract::{Body, QueryParams, path_int};
 use crate::store::{
     NetBoxEndpoint, NetBoxEndpointCreate, NetBoxEndpointPublic, NetBoxEndpointUpdate, Page,
-    StoreError, messages,
+    messages,
 };
 
 /// A list page from `offset` / `limit` (422 for a non-integer or a limit over 100).
@@ -19,13 +19,6 @@ pub fn page(query: &QueryParams) -> ApiResult<Page> {
     let offset = query.int("offset")?.unwrap_or(0);
     let limit = query.int("limit")?.unwrap_or(Page::MAX_LIMIT);
     Ok(Page::new(offset, limit)?)
-}
-
-fn not_found(message: &'static str) -> impl Fn(StoreError) -> ApiError {
-    move |error| match error {
-        StoreError::NotFound(_) => ApiError::detail(StatusCode::NOT_FOUND, message),
-        other => other.into(),
-    }
 }
 
 /// `POST /netbox/endpoint`.
@@ -68,7 +61,7 @@ pub async fn update(
     let updated = state
         .store()
         .update_netbox_endpoint(id, body)
-        .map_err(not_found(messages::NETBOX_NOT_FOUND_UPDATE))?;
+        .map_err(ApiError::not_found_as(messages::NETBOX_NOT_FOUND_UPDATE))?;
     tracing::info!(id, name = %updated.name, "NetBox endpoint updated");
     Ok(Json(updated))
 }
@@ -82,7 +75,7 @@ pub async fn delete(
     state
         .store()
         .delete_netbox_endpoint(id)
-        .map_err(not_found(messages::NETBOX_NOT_FOUND_DELETE))?;
+        .map_err(ApiError::not_found_as(messages::NETBOX_NOT_FOUND_DELETE))?;
     tracing::info!(id, "NetBox endpoint deleted");
     Ok(Json(json!({ "message": messages::NETBOX_DELETED })))
 }

@@ -15,16 +15,7 @@ use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
 use crate::server::extract::{Body, QueryParams, path_int};
 use crate::server::sessions::{self, Selection, Session, version_json};
-use crate::store::{
-    ProxmoxEndpointCreate, ProxmoxEndpointPublic, ProxmoxEndpointUpdate, StoreError, messages,
-};
-
-fn not_found(message: &'static str) -> impl Fn(StoreError) -> ApiError {
-    move |error| match error {
-        StoreError::NotFound(_) => ApiError::detail(StatusCode::NOT_FOUND, message),
-        other => other.into(),
-    }
-}
+use crate::store::{ProxmoxEndpointCreate, ProxmoxEndpointPublic, ProxmoxEndpointUpdate, messages};
 
 /// `POST /proxmox/endpoints`.
 pub async fn create(
@@ -66,7 +57,7 @@ pub async fn update(
     let updated = state
         .store()
         .update_proxmox_endpoint(id, body)
-        .map_err(not_found(messages::PROXMOX_NOT_FOUND_UPDATE))?;
+        .map_err(ApiError::not_found_as(messages::PROXMOX_NOT_FOUND_UPDATE))?;
     tracing::info!(id, name = %updated.name, "Proxmox endpoint updated");
     Ok(Json(updated))
 }
@@ -80,7 +71,7 @@ pub async fn delete(
     state
         .store()
         .delete_proxmox_endpoint(id)
-        .map_err(not_found(messages::PROXMOX_NOT_FOUND))?;
+        .map_err(ApiError::not_found_as(messages::PROXMOX_NOT_FOUND))?;
     tracing::info!(id, "Proxmox endpoint deleted");
     Ok(Json(json!({ "message": messages::PROXMOX_DELETED })))
 }
