@@ -5,7 +5,8 @@
 //! env file). `PROXBOX_BENCH_GUESTS` lists the estate sizes (default `1000,10000`);
 //! `PROXBOX_BENCH_BACKUPS` and `PROXBOX_BENCH_SNAPSHOTS` set the averages per guest
 //! (default 2 and 1). The simulator runs in this process, so the RSS includes it.
-//! Measures only under `cargo bench` (`--bench`); `cargo test` builds it and exits.
+//! `PROXBOX_BENCH_LOG=proxbox_host=debug` logs every Proxmox and NetBox request with its
+//! time, as JSON on stderr. Measures only under `cargo bench` (`--bench`); `cargo test` builds it and exits.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -35,17 +36,41 @@ fn peak_rss_mib() -> f64 {
         .map_or(0.0, |kib| kib / 1024.0)
 }
 
-/// The `complete` payload of an SSE body.
-fn complete(body: &str) -> Value {
-    let mut event = "";
-    for line in body.lines() {
-        if let Some(name) = line.strip_prefix("event: ") {
-            event = name;
-        } else if let (Some(data), "complete") = (line.strip_prefix("data: "), event) {
-            return serde_json::from_str(data).expect("complete JSON");
+/// Reads an SSE body as it arrives: the `complete` payload, and when each stage's
+/// `step` frame said `completed` (seconds since `started`).
+async fn read_stream(
+    mut response: reqwest::Response,
+    started: Instant,
+) -> (Value, Vec<(String, f64)>) {
+    let mut buffer = String::new();
+    let mut event = String::new();
+    let mut stages = Vec::new();
+    let mut complete = None;
+    while let Some(chunk) = response.chunk().await.expect("body") {
+        buffer.push_str(&String::from_utf8_lossy(&chunk));
+        while let Some(end) = buffer.find('\n') {
+            let line: String = buffer.drain(..=end).collect();
+            let line = line.trim_end_matches(['\r', '\n']);
+            if let Some(name) = line.strip_prefix("event: ") {
+                event = name.to_string();
+            } else if let Some(data) = line.strip_prefix("data: ") {
+                match event.as_str() {
+                    "complete" => complete = Some(serde_json::from_str(data).expect("complete")),
+                    "step" => {
+                        let frame: Value = serde_json::from_str(data).unwrap_or_default();
+                        if frame["status"] == "completed"
+                            && let Some(step) = frame["step"].as_str()
+                            && frame.get("result").is_some()
+                        {
+                            stages.push((step.to_string(), started.elapsed().as_secs_f64()));
+                        }
+                    }
+                    _ => {}
+                }
+            }
         }
     }
-    panic!("no complete frame");
+    (complete.expect("no complete frame"), stages)
 }
 
 async fn run_size(guests: usize, url: &url::Url, token: &str, mappers: &MapperSet) {
@@ -104,19 +129,16 @@ async fn run_size(guests: usize, url: &url::Url, token: &str, mappers: &MapperSe
         .expect("client");
     for label in ["cold", "no-op"] {
         let started = Instant::now();
-        let body = http
+        let response = http
             .get(format!(
                 "http://{addr}/full-update/stream?proxmox_endpoint_ids={endpoint}"
             ))
             .header("X-Proxbox-API-Key", key)
             .send()
             .await
-            .expect("request")
-            .text()
-            .await
-            .expect("body");
+            .expect("request");
+        let (complete, stages) = read_stream(response, started).await;
         let seconds = started.elapsed().as_secs_f64();
-        let complete = complete(&body);
         assert_eq!(complete["ok"], true, "{complete}");
         let r = &complete["result"];
         println!(
@@ -130,6 +152,16 @@ async fn run_size(guests: usize, url: &url::Url, token: &str, mappers: &MapperSe
             r["snapshots_count"],
             peak_rss_mib(),
         );
+        let mut previous = 0.0;
+        let breakdown: Vec<String> = stages
+            .iter()
+            .map(|(stage, at)| {
+                let part = format!("{stage} {:.1} s", at - previous);
+                previous = *at;
+                part
+            })
+            .collect();
+        println!("{:>14}  stages: {}", "", breakdown.join(", "));
     }
 }
 
@@ -144,6 +176,13 @@ fn main() {
         eprintln!("sync bench: NETBOX_URL / NETBOX_TOKEN_V1 not set (tests/netbox/netbox.sh up)");
         return;
     };
+    if let Ok(filter) = std::env::var("PROXBOX_BENCH_LOG") {
+        tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new(filter))
+            .json()
+            .with_writer(std::io::stderr)
+            .init();
+    }
     let url = url::Url::parse(&url).expect("NETBOX_URL");
     let sizes: Vec<usize> = std::env::var("PROXBOX_BENCH_GUESTS")
         .unwrap_or_else(|_| "1000,10000".into())

@@ -663,3 +663,151 @@ async fn the_full_update_runs_every_stage_in_order_then_writes_nothing() {
         "a no-op full update changed NetBox: {changes:#?}"
     );
 }
+
+/// The `proxmox_vm_id` custom field on VMs (the legacy identity), created if missing.
+async fn legacy_vmid_field(w: &common::world::World) {
+    let existing =
+        w.nb.client
+            .list("extras/custom-fields/", &[("name", "proxmox_vm_id".into())])
+            .await
+            .expect("custom fields");
+    if existing.is_empty() {
+        w.nb.client
+            .create(
+                "extras/custom-fields/",
+                serde_json::json!({
+                    "name": "proxmox_vm_id",
+                    "type": "integer",
+                    "object_types": ["virtualization.virtualmachine"],
+                }),
+            )
+            .await
+            .expect("create the custom field");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operator_renames_stay_proxmox_renames_land_and_legacy_vms_are_adopted() {
+    use proxbox_host::netbox::vms::{VM_PATH, VM_STATE_PATH};
+    let Some(w) = common::world::world(34, 12).await else {
+        return;
+    };
+    w.stream("/dcim/devices/create/stream", "").await;
+    w.stream("/virtualization/virtual-machines/create/stream", "")
+        .await;
+    let before = vms_by_vmid(&w).await;
+    let mut vmids = before.keys().copied();
+    let (edited, renamed, legacy) = (
+        vmids.next().unwrap(),
+        vmids.next().unwrap(),
+        vmids.next().unwrap(),
+    );
+    let id = |vmid: u32| before[&vmid]["id"].as_u64().unwrap();
+
+    // An operator renames one VM in NetBox; another guest is renamed in Proxmox; a third
+    // VM loses its sync-state record but carries the legacy `proxmox_vm_id` field.
+    let operator_name = common::world::unique("operator");
+    let proxmox_name = common::world::unique("proxmox");
+    legacy_vmid_field(&w).await;
+    let patches = vec![
+        serde_json::json!({"id": id(edited), "name": operator_name}),
+        serde_json::json!({"id": id(legacy), "custom_fields": {"proxmox_vm_id": legacy}}),
+    ];
+    for result in w.nb.client.bulk_update(VM_PATH, patches).await {
+        result.expect("operator edits");
+    }
+    w.sim.rename_guest(renamed, &proxmox_name).unwrap();
+    let records =
+        w.nb.client
+            .list(
+                VM_STATE_PATH,
+                &[("virtual_machine_id", id(legacy).to_string())],
+            )
+            .await
+            .expect("records");
+    let record_ids: Vec<u64> = records.iter().filter_map(|r| r["id"].as_u64()).collect();
+    assert_eq!(record_ids.len(), 1);
+    for result in w.nb.client.bulk_delete(VM_STATE_PATH, &record_ids).await {
+        result.expect("drop the record");
+    }
+
+    let since = now_iso();
+    let frames = w
+        .stream("/virtualization/virtual-machines/create/stream", "")
+        .await;
+    let s = &summary(&frames, "virtual-machines")["result"];
+    assert_eq!(
+        (
+            s["created"].as_u64(),
+            s["updated"].as_u64(),
+            s["failed"].as_u64()
+        ),
+        (Some(0), Some(1), Some(0)),
+        "{s}"
+    );
+    let kept: Vec<&Value> = sse::named(&frames, "duplicate_name_resolved")
+        .into_iter()
+        .filter(|e| e["vmid"] == edited)
+        .collect();
+    assert_eq!(kept.len(), 1, "{kept:?}");
+    assert_eq!(kept[0]["operator_renamed"], true);
+    assert_eq!(kept[0]["suffix_index"], 1);
+    assert_eq!(kept[0]["resolved_name"], operator_name.as_str());
+
+    let after = vms_by_vmid(&w).await;
+    assert_eq!(after[&edited]["name"], operator_name.as_str());
+    assert_eq!(after[&renamed]["name"], proxmox_name.as_str());
+    assert_eq!(after[&legacy]["id"].as_u64(), Some(id(legacy)), "adopted");
+    assert_eq!(after.len(), before.len());
+    let vm_changes: BTreeSet<(u64, String)> = change_set(&w, &since)
+        .await
+        .into_iter()
+        .filter(|(t, _, _)| t == "virtualization.virtualmachine")
+        .map(|(_, id, action)| (id, action))
+        .collect();
+    assert_eq!(
+        vm_changes,
+        BTreeSet::from([(id(renamed), "update".to_string())])
+    );
+    let record = |vm: u64| {
+        let client = &w.nb.client;
+        async move {
+            client
+                .list(VM_STATE_PATH, &[("virtual_machine_id", vm.to_string())])
+                .await
+                .expect("records")
+        }
+    };
+    let adopted = record(id(legacy)).await;
+    assert_eq!(adopted.len(), 1, "{adopted:?}");
+    assert_eq!(adopted[0]["proxmox_vm_id"], legacy);
+    assert_eq!(
+        record(id(renamed)).await[0]["proxmox_vm_name"],
+        proxmox_name.as_str(),
+        "the record holds the new Proxmox name"
+    );
+
+    // Renamed in Proxmox as well, the operator's name still stands; the VM is not written.
+    w.sim
+        .rename_guest(edited, &common::world::unique("again"))
+        .unwrap();
+    let since = now_iso();
+    let frames = w
+        .stream("/virtualization/virtual-machines/create/stream", "")
+        .await;
+    assert_eq!(
+        operations(&frames, "virtual-machines"),
+        BTreeMap::from([("skipped".to_string(), before.len())])
+    );
+    let changes: Vec<Value> = w
+        .changes_since(&since)
+        .await
+        .into_iter()
+        .filter(|c| c["changed_object_type"] == "virtualization.virtualmachine")
+        .collect();
+    assert!(changes.is_empty(), "{changes:#?}");
+    assert_eq!(
+        vms_by_vmid(&w).await[&edited]["name"],
+        operator_name.as_str()
+    );
+}

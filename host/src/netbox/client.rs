@@ -232,8 +232,10 @@ impl NetBoxClient {
     }
 
     /// Every object of a list endpoint matching `query`, following pagination
-    /// (`limit=1000`; `next` is rebuilt from its path and query, so a proxy's host or
-    /// scheme in it does not matter).
+    /// (`limit=1000`). After the first page gives the `count`, the other pages are read
+    /// concurrently (bounded by the client's concurrency); without a `count`, `next` is
+    /// followed, rebuilt from its path and query so a proxy's host or scheme in it does
+    /// not matter.
     pub async fn list(
         &self,
         path: &str,
@@ -246,37 +248,50 @@ impl NetBoxClient {
         if !query.iter().any(|(k, _)| k == "limit") {
             query.push(("limit".into(), PAGE_SIZE.to_string()));
         }
-        let mut path = path.trim_start_matches('/').to_string();
-        let mut results = Vec::new();
-        loop {
-            let q: Vec<(&str, String)> =
-                query.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-            let page = self.request(Method::GET, &path, &q, None).await?;
-            let items = page
-                .get("results")
-                .and_then(Value::as_array)
-                .ok_or_else(|| {
-                    NetBoxError::Decode(path.clone(), "a list answer without `results`".into())
-                })?;
-            results.extend(items.iter().cloned());
-            let Some(next) = page.get("next").and_then(Value::as_str) else {
-                return Ok(results);
-            };
-            let next = Url::parse(next)
-                .map_err(|e| NetBoxError::Decode(path.clone(), format!("bad `next`: {e}")))?;
-            let api = next
-                .path()
-                .split_once("/api/")
-                .map(|(_, rest)| rest.to_string())
-                .ok_or_else(|| {
-                    NetBoxError::Decode(path.clone(), format!("`next` outside the API: {next}"))
-                })?;
-            path = api;
-            query = next
-                .query_pairs()
-                .map(|(k, v)| (k.into_owned(), v.into_owned()))
-                .collect();
+        let path = path.trim_start_matches('/').to_string();
+        let first = self.page(&path, &query).await?;
+        let next = first
+            .get("next")
+            .and_then(Value::as_str)
+            .map(str::to_string);
+        let count = first
+            .get("count")
+            .and_then(Value::as_u64)
+            .and_then(|c| usize::try_from(c).ok());
+        let mut results = page_results(&path, first)?;
+        let Some(next) = next else {
+            return Ok(results);
+        };
+        if let Some(count) = count
+            && !results.is_empty()
+            && !query.iter().any(|(k, _)| k == "offset")
+        {
+            let step = results.len();
+            let pages = futures::future::join_all((step..count).step_by(step).map(|offset| {
+                let mut q = query.clone();
+                q.push(("offset".into(), offset.to_string()));
+                let path = &path;
+                async move { self.page(path, &q).await }
+            }))
+            .await;
+            for page in pages {
+                results.extend(page_results(&path, page?)?);
+            }
+            return Ok(results);
         }
+        let mut next = Some(next);
+        while let Some(link) = next {
+            let (api, query) = next_link(&path, &link)?;
+            let page = self.page(&api, &query).await?;
+            next = page.get("next").and_then(Value::as_str).map(str::to_string);
+            results.extend(page_results(&path, page)?);
+        }
+        Ok(results)
+    }
+
+    async fn page(&self, path: &str, query: &[(String, String)]) -> Result<Value, NetBoxError> {
+        let q: Vec<(&str, String)> = query.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+        self.request(Method::GET, path, &q, None).await
     }
 
     /// Create objects with bulk POSTs (chunked by count and body size). NetBox rejects a
@@ -390,8 +405,18 @@ impl NetBoxClient {
         loop {
             let result = {
                 let _permit = self.inner.permits.acquire().await.expect("semaphore open");
-                self.send(method.clone(), url.clone(), path, query, body)
-                    .await
+                let started = std::time::Instant::now();
+                let result = self
+                    .send(method.clone(), url.clone(), path, query, body)
+                    .await;
+                tracing::debug!(
+                    %method,
+                    path,
+                    ok = result.is_ok(),
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "NetBox request"
+                );
+                result
             };
             match result {
                 Err(e) if attempt < self.inner.config.max_retries && e.is_retryable(&method) => {
@@ -477,6 +502,35 @@ impl NetBoxClient {
             }),
         }
     }
+}
+
+/// The `results` of a list page.
+fn page_results(path: &str, mut page: Value) -> Result<Vec<Value>, NetBoxError> {
+    match page.get_mut("results").map(Value::take) {
+        Some(Value::Array(results)) => Ok(results),
+        _ => Err(NetBoxError::Decode(
+            path.to_string(),
+            "a list answer without `results`".into(),
+        )),
+    }
+}
+
+/// A list's `next` link as an API path and query.
+fn next_link(path: &str, link: &str) -> Result<(String, Vec<(String, String)>), NetBoxError> {
+    let next = Url::parse(link)
+        .map_err(|e| NetBoxError::Decode(path.to_string(), format!("bad `next`: {e}")))?;
+    let api = next
+        .path()
+        .split_once("/api/")
+        .map(|(_, rest)| rest.to_string())
+        .ok_or_else(|| {
+            NetBoxError::Decode(path.to_string(), format!("`next` outside the API: {next}"))
+        })?;
+    let query = next
+        .query_pairs()
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    Ok((api, query))
 }
 
 /// Per-object errors of a rejected bulk request, in request order (`None` = that object

@@ -70,11 +70,28 @@ pub fn spec(owned: std::collections::BTreeSet<String>) -> KindSpec {
     }
 }
 
+/// The fields of a VM sync-state record the sync reads (NetBox serialises only these,
+/// about three times faster than whole records).
+pub const STATE_FIELDS: &str = "id,virtual_machine,proxmox_endpoint_raw_id,proxmox_vm_id,\
+proxmox_vm_type,proxmox_cluster_name,proxmox_vm_name";
+
+/// Every VM sync-state record, with [`STATE_FIELDS`].
+pub async fn read_state_records(client: &NetBoxClient) -> Result<Vec<Value>, NetBoxError> {
+    client
+        .list(VM_STATE_PATH, &[("fields", STATE_FIELDS.to_string())])
+        .await
+}
+
 /// Sync-state records by NetBox VM id: `(record id, identity)`.
 pub async fn read_identities(
     client: &NetBoxClient,
 ) -> Result<BTreeMap<u64, (u64, VmIdentity)>, NetBoxError> {
-    let records = client.list(VM_STATE_PATH, &[]).await?;
+    Ok(identities_from(&read_state_records(client).await?))
+}
+
+/// The identities of sync-state `records` by NetBox VM id: `(record id, identity)`;
+/// records lacking their VM, endpoint, VMID or guest type are left out.
+pub fn identities_from(records: &[Value]) -> BTreeMap<u64, (u64, VmIdentity)> {
     let mut out = BTreeMap::new();
     for record in records {
         let vm = record
@@ -108,7 +125,7 @@ pub async fn read_identities(
             );
         }
     }
-    Ok(out)
+    out
 }
 
 /// Reconcile the VMs of one NetBox cluster (the scope): one list read of the cluster's

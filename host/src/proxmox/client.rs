@@ -133,7 +133,15 @@ impl ProxmoxClient {
         loop {
             let result = {
                 let _permit = self.inner.permits.acquire().await.expect("semaphore open");
-                self.get_once(path, query).await
+                let started = std::time::Instant::now();
+                let result = self.get_once(path, query).await;
+                tracing::debug!(
+                    path,
+                    ok = result.is_ok(),
+                    elapsed_ms = started.elapsed().as_secs_f64() * 1e3,
+                    "Proxmox GET"
+                );
+                result
             };
             match result {
                 Ok(data) => return Ok(data),

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::future::join_all;
 use serde_json::{Map, Value, json};
 
-use super::apply::{list_by, per_vm_spec, reconcile_kind};
+use super::apply::{list_by, list_fields, per_vm_spec, reconcile_kind};
 use super::devices::tag_ids;
 use super::mapping::{self, map_batch};
 use super::report::{Item, Outcome, Phase};
@@ -29,7 +29,7 @@ use crate::mapper::v1::DesiredBackup;
 use crate::mapper::{Kind, MapInput, MapOutput};
 use crate::netbox::prerequisites::OWNERSHIP_TAG_SLUG;
 use crate::netbox::reconcile::{Desired, normalise};
-use crate::netbox::vms::{VM_PATH, VM_STATE_PATH};
+use crate::netbox::vms::VM_PATH;
 use crate::netbox::{NetBoxClient, NetBoxError};
 use crate::normalize;
 use crate::proxmox::ProxmoxClient;
@@ -70,7 +70,7 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
         return Err(failure);
     }
     let reads = read_inventories(run, sink, PHASE).await;
-    let owners = Owners::read(&run.netbox)
+    let owners = Owners::read(run)
         .await
         .map_err(|e| netbox_failure(sink, PHASE, e))?;
     let endpoints = join_all(reads.iter().map(read_endpoint)).await;
@@ -202,11 +202,6 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
     } else {
         want_vms.clone()
     };
-    let mut existing = records_of(netbox, BACKUP_PATH, &listed_vms)
-        .await
-        .map_err(|e| netbox_failure(sink, PHASE, e))?;
-    canonicalise_times(&mut existing, "creation_time");
-
     let desired: Vec<Desired> = wants
         .iter()
         .map(|(_, d, vm)| {
@@ -218,6 +213,15 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
         })
         .collect();
     let spec = per_vm_spec(BACKUP_PATH, "volume_id", &OWNED);
+    let fields = list_fields(
+        &spec,
+        &desired,
+        &["virtual_machine", "volume_id", "storage"],
+    );
+    let mut existing = records_of(netbox, BACKUP_PATH, &listed_vms, fields)
+        .await
+        .map_err(|e| netbox_failure(sink, PHASE, e))?;
+    canonicalise_times(&mut existing, "creation_time");
     let result = reconcile_kind(netbox, &spec, &desired, &existing, false, dry_run).await;
     let mut count = 0;
     let mut matched = BTreeSet::new();
@@ -478,11 +482,9 @@ impl OwnerRecord {
 }
 
 impl Owners {
-    /// Read every VM sync-state record.
-    pub async fn read(client: &NetBoxClient) -> Result<Owners, NetBoxError> {
-        Ok(Owners::from_records(
-            &client.list(VM_STATE_PATH, &[]).await?,
-        ))
+    /// The owners in the run's VM sync-state records.
+    pub async fn read(run: &SyncRun) -> Result<Owners, NetBoxError> {
+        Ok(Owners::from_records(&run.vm_state_records().await?))
     }
 
     /// Owners from sync-state records as listed; records lacking their VM, endpoint,
@@ -618,13 +620,15 @@ pub async fn records_of(
     client: &NetBoxClient,
     path: &str,
     vms: &BTreeSet<u64>,
+    fields: (&'static str, String),
 ) -> Result<Vec<Value>, NetBoxError> {
     let listed = if vms.is_empty() {
         Vec::new()
     } else if vms.len() <= PER_VM_READS {
+        let fields = &fields;
         let reads = join_all(vms.iter().map(|vm| async move {
             client
-                .list(path, &[("virtual_machine", vm.to_string())])
+                .list(path, &[("virtual_machine", vm.to_string()), fields.clone()])
                 .await
         }))
         .await;
@@ -638,7 +642,7 @@ pub async fn records_of(
         }
         listed
     } else {
-        client.list(path, &[]).await?
+        client.list(path, &[fields]).await?
     };
     let mut seen = BTreeSet::new();
     Ok(listed

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use super::apply::{describe, list_by, reconcile_kind};
+use super::apply::{describe, list_by, list_fields, reconcile_kind};
 use super::devices::tag_ids;
 use super::mapping::{self, map_batch};
 use super::report::{Item, Outcome, Phase};
@@ -32,7 +32,7 @@ use crate::mapper::{Kind, MapInput, MapOutput};
 use crate::netbox::NetBoxClient;
 use crate::netbox::prerequisites::OWNERSHIP_TAG_SLUG;
 use crate::netbox::reconcile::{Desired, KindSpec, normalise};
-use crate::netbox::vms::{VM_PATH, VmIdentity, read_identities};
+use crate::netbox::vms::{VM_PATH, VmIdentity};
 
 /// Stage and phase name.
 pub const PHASE: &str = "virtual-disks";
@@ -81,7 +81,7 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
     let netbox = &run.netbox;
     let dry_run = run.options.dry_run;
     let reads = read_inventories(run, sink, PHASE).await;
-    let records = read_identities(netbox).await?;
+    let records = run.vm_identities().await?;
     let selected = run
         .options
         .netbox_vm_ids
@@ -295,8 +295,17 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
 
     // Reconcile the disks of every VM in scope at once; deletes are decided per VM below.
     let scope_vms: BTreeSet<String> = scopes.iter().map(|s| s.vm.to_string()).collect();
-    let existing = list_by(netbox, DISK_PATH, "virtual_machine_id", &scope_vms, &[]).await?;
-    let result = reconcile_kind(netbox, &spec(), &desired, &existing, false, dry_run).await;
+    let spec = spec();
+    let fields = list_fields(&spec, &desired, &["virtual_machine", "name", "size"]);
+    let existing = list_by(
+        netbox,
+        DISK_PATH,
+        "virtual_machine_id",
+        &scope_vms,
+        &[fields],
+    )
+    .await?;
+    let result = reconcile_kind(netbox, &spec, &desired, &existing, false, dry_run).await;
 
     let stale = stale_disks(&scopes, &desired, &existing);
     let mut deleted: Vec<(Item, Outcome, u64)> = Vec::new();
@@ -548,7 +557,8 @@ fn stale_disks(
 /// sync-state records (only what differs). Failures are reported, not fatal.
 async fn link_storages(netbox: &NetBoxClient, linked: &[(u64, Option<u64>)], phase: &Phase) {
     let ids: BTreeSet<String> = linked.iter().map(|(id, _)| id.to_string()).collect();
-    let existing = match list_by(netbox, DISK_STATE_PATH, "virtual_disk_id", &ids, &[]).await {
+    let fields = [("fields", "id,virtual_disk,proxbox_storage,tags".to_string())];
+    let existing = match list_by(netbox, DISK_STATE_PATH, "virtual_disk_id", &ids, &fields).await {
         Ok(existing) => existing,
         Err(e) => {
             phase.problem(

@@ -21,8 +21,10 @@ pub mod report;
 pub mod resolve;
 pub mod snapshots;
 pub mod storage;
+pub mod vm_match;
 pub mod vms;
 
+use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use axum::http::StatusCode;
@@ -31,7 +33,8 @@ use serde_json::{Map, Value};
 use crate::events::{ErrorCategory, ErrorDetail, EventSink, Failure, PhaseCounts};
 use crate::mapper::MapperSet;
 use crate::netbox::prerequisites::{self, Prerequisites};
-use crate::netbox::{NetBoxClient, NetBoxStatus};
+use crate::netbox::vms::{self as vms_netbox, VmIdentity};
+use crate::netbox::{NetBoxClient, NetBoxError, NetBoxStatus};
 use crate::proxmox::Inventory;
 use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
@@ -58,6 +61,8 @@ pub struct SyncRun {
     pub now: String,
     /// Run id.
     pub run_id: String,
+    /// The VM sync-state records, read once per run and shared by its stages.
+    vm_states: tokio::sync::Mutex<Option<Arc<Vec<Value>>>>,
 }
 
 impl SyncRun {
@@ -107,7 +112,32 @@ impl SyncRun {
             options,
             now,
             run_id,
+            vm_states: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// The VM sync-state records (the Proxmox identity of each NetBox VM), read on first
+    /// use and then shared by the run's stages until [`SyncRun::forget_vm_states`].
+    pub async fn vm_state_records(&self) -> Result<Arc<Vec<Value>>, NetBoxError> {
+        let mut memo = self.vm_states.lock().await;
+        if let Some(records) = memo.as_ref() {
+            return Ok(records.clone());
+        }
+        let records = Arc::new(vms_netbox::read_state_records(&self.netbox).await?);
+        *memo = Some(records.clone());
+        Ok(records)
+    }
+
+    /// The identities of the VM sync-state records by NetBox VM id (see
+    /// [`SyncRun::vm_state_records`]).
+    pub async fn vm_identities(&self) -> Result<BTreeMap<u64, (u64, VmIdentity)>, NetBoxError> {
+        Ok(vms_netbox::identities_from(&self.vm_state_records().await?))
+    }
+
+    /// Drop the shared sync-state records after writing VMs or their records, so the
+    /// next stage reads them afresh.
+    pub async fn forget_vm_states(&self) {
+        *self.vm_states.lock().await = None;
     }
 
     /// Ids of the selected endpoints.

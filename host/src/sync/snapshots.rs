@@ -14,7 +14,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::future::join_all;
 use serde_json::{Map, Value, json};
 
-use super::apply::{per_vm_spec, reconcile_kind};
+use super::apply::{list_fields, per_vm_spec, reconcile_kind};
 use super::backups::{
     Owners, StorageLinks, canonical_time, canonicalise_times, delete_reported, endpoint_id,
     has_owner_tag, missing_plugin, netbox_failure, records_of, wanted_vms,
@@ -59,7 +59,7 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
         return Err(failure);
     }
     let reads = read_inventories(run, sink, PHASE).await;
-    let owners = Owners::read(&run.netbox)
+    let owners = Owners::read(run)
         .await
         .map_err(|e| netbox_failure(sink, PHASE, e))?;
     let wanted = wanted_vms(run);
@@ -188,11 +188,6 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
     } else {
         want_vms.clone()
     };
-    let mut existing = records_of(netbox, SNAPSHOT_PATH, &listed_vms)
-        .await
-        .map_err(|e| netbox_failure(sink, PHASE, e))?;
-    canonicalise_times(&mut existing, "snaptime");
-
     let desired: Vec<Desired> = wants
         .iter()
         .map(|(found_index, d, vm)| {
@@ -212,6 +207,11 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
         })
         .collect();
     let spec = per_vm_spec(SNAPSHOT_PATH, "name", &OWNED);
+    let fields = list_fields(&spec, &desired, &["virtual_machine", "name"]);
+    let mut existing = records_of(netbox, SNAPSHOT_PATH, &listed_vms, fields)
+        .await
+        .map_err(|e| netbox_failure(sink, PHASE, e))?;
+    canonicalise_times(&mut existing, "snaptime");
     let result = reconcile_kind(netbox, &spec, &desired, &existing, false, dry_run).await;
     let mut count = 0;
     let mut matched = BTreeSet::new();

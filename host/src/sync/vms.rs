@@ -14,8 +14,9 @@ use super::mapping::{self, map_batch};
 use super::options::SyncMode;
 use super::report::{Item, Outcome, Phase};
 use super::resolve::{ensure_tags, ids_by};
+use super::vm_match::{ClusterVms, Matched, Records, Want, match_guests};
 use super::{EndpointRead, StageSummary, SyncRun, custom_fields, read_inventories};
-use crate::events::{DuplicateNameResolved, EventSink, Failure};
+use crate::events::{EventSink, Failure};
 use crate::mapper::v1::{DesiredVirtualMachine, GuestInput, GuestType};
 use crate::mapper::{Kind, MapInput, MapOutput};
 use crate::netbox::NetBoxClient;
@@ -127,10 +128,10 @@ pub async fn read_guests<'a>(
 
 /// Identities of the NetBox VMs `ids` (for `netbox_vm_ids`).
 pub async fn identities_of(
-    client: &NetBoxClient,
+    run: &SyncRun,
     ids: &[u64],
 ) -> Result<BTreeSet<VmIdentity>, crate::netbox::NetBoxError> {
-    let records = vms::read_identities(client).await?;
+    let records = run.vm_identities().await?;
     Ok(ids
         .iter()
         .filter_map(|id| records.get(id).map(|(_, identity)| identity.clone()))
@@ -142,7 +143,7 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
     let reads = read_inventories(run, sink, PHASE).await;
     let (topology, _) = devices::reconcile(run, &reads, None).await?;
     let wanted = match &run.options.netbox_vm_ids {
-        Some(ids) => Some(identities_of(&run.netbox, ids).await?),
+        Some(ids) => Some(identities_of(run, ids).await?),
         None => None,
     };
     let guests = read_guests(run, &reads, wanted.as_ref()).await;
@@ -160,12 +161,6 @@ pub struct VmResult {
 
 /// A VM to reconcile and its payload.
 type Member = (Want, Map<String, Value>);
-
-struct Want {
-    guest: usize,
-    cluster: String,
-    desired: DesiredVirtualMachine,
-}
 
 /// Map and reconcile `guests` (read through `reads`) into the clusters of `topology`,
 /// reporting each VM; with `delete_orphans`, also delete our VMs whose guest is gone.
@@ -224,10 +219,43 @@ pub async fn reconcile(
         phase.item(&items[index], outcome);
     }
 
-    resolve_duplicate_names(&mut wants, guests, sink);
+    // The NetBox VMs of the target clusters, matched to the guests; names settled.
+    let netbox = &run.netbox;
+    let spec = vms::spec(run.options.overwrite.vm_fields());
+    let fields: BTreeSet<&str> = spec
+        .owned
+        .iter()
+        .map(String::as_str)
+        .chain(["id", "name", "cluster", "tags", "custom_fields"])
+        .collect();
+    let fields = fields.into_iter().collect::<Vec<_>>().join(",");
+    let mut clusters: BTreeMap<String, ClusterVms> = BTreeMap::new();
+    for name in wants
+        .iter()
+        .map(|w| w.cluster.clone())
+        .collect::<BTreeSet<_>>()
+    {
+        if let Some(id) = topology.clusters.get(&name).and_then(|c| c.id) {
+            let query = [("cluster_id", id.to_string()), ("fields", fields.clone())];
+            let vms = netbox.list(VM_PATH, &query).await?;
+            clusters.insert(name, ClusterVms { id, vms });
+        }
+    }
+    let records = if clusters.is_empty() {
+        Records::default()
+    } else {
+        Records::from_records(&run.vm_state_records().await?)
+    };
+    let matched = match_guests(
+        &mut wants,
+        guests,
+        &mut clusters,
+        &records,
+        spec.owned.contains("name"),
+        sink,
+    );
 
     // Related objects by natural key.
-    let netbox = &run.netbox;
     let mut site_slugs = BTreeSet::new();
     let mut tenant_slugs = BTreeSet::new();
     let mut platform_slugs = BTreeSet::new();
@@ -361,36 +389,11 @@ pub async fn reconcile(
         }
     }
 
-    let identities = if by_cluster.is_empty() {
-        BTreeMap::new()
-    } else {
-        vms::read_identities(netbox).await?
-    };
     let mut ids = BTreeMap::new();
     let mut count = 0;
     let mut orphans: Vec<Value> = Vec::new();
     for (cluster_name, members) in by_cluster {
         let cluster = topology.clusters.get(&cluster_name).copied();
-        let existing = match cluster.and_then(|c| c.id) {
-            Some(id) => {
-                let query = [
-                    ("cluster_id", id.to_string()),
-                    ("exclude", "config_context".to_string()),
-                ];
-                let mut existing = netbox.list(VM_PATH, &query).await?;
-                for vm in existing.iter_mut().filter_map(Value::as_object_mut) {
-                    let vm_id = vm.get("id").and_then(Value::as_u64);
-                    if let (Some((_, identity)), Some(c)) = (
-                        vm_id.and_then(|i| identities.get(&i)),
-                        vm.get("cluster").cloned(),
-                    ) {
-                        vm.insert(IDENTITY_KEY.into(), Value::Array(identity_of(&c, identity)));
-                    }
-                }
-                existing
-            }
-            None => Vec::new(),
-        };
         let desired: Vec<Desired> = members
             .iter()
             .map(|(want, payload)| Desired {
@@ -400,10 +403,13 @@ pub async fn reconcile(
                 payload: payload.clone(),
             })
             .collect();
-        let spec = vms::spec(run.options.overwrite.vm_fields());
+        let existing = clusters
+            .remove(&cluster_name)
+            .map(|c| c.vms)
+            .unwrap_or_default();
         let result = reconcile_kind(netbox, &spec, &desired, &existing, false, dry_run).await;
         if !dry_run {
-            record_identities(netbox, &result, &members, guests).await;
+            record_identities(netbox, &result, &members, guests, &matched, &records).await;
         }
         let matched: BTreeSet<u64> = result.items.values().filter_map(|(_, id)| *id).collect();
         orphans.extend(existing.into_iter().filter(|vm| {
@@ -422,6 +428,10 @@ pub async fn reconcile(
     }
     if run.options.delete_orphans && run.options.netbox_vm_ids.is_none() {
         delete_orphans(run, reads, guests, &orphans, &mut phase).await;
+    }
+    let written = phase.counts();
+    if !dry_run && written.created + written.updated + written.deleted > 0 {
+        run.forget_vm_states().await;
     }
     let counts = phase.finish();
     Ok(VmResult {
@@ -510,79 +520,55 @@ async fn delete_orphans(
     }
 }
 
-/// Write the sync-state records of created VMs (their Proxmox identity).
+/// Write the sync-state records (Proxmox identity and name) of the VMs created or
+/// adopted, and bring the `proxmox_vm_name` of the others up to date (the rename rule's
+/// evidence). Failures are logged: the VMs themselves are written.
 async fn record_identities(
     client: &NetBoxClient,
     result: &KindResult,
     members: &[Member],
     guests: &[Guest<'_>],
+    matched: &Matched,
+    records: &Records,
 ) {
-    let records: Vec<Value> = members
-        .iter()
-        .enumerate()
-        .filter(|(i, _)| matches!(result.items.get(i), Some((Outcome::Created, Some(_)))))
-        .filter_map(|(i, (want, payload))| {
-            let vm = result.id(i)?;
-            let guest = &guests[want.guest];
-            Some(json!({
+    let mut creates = Vec::new();
+    let mut renames = Vec::new();
+    for (i, (want, _)) in members.iter().enumerate() {
+        let (outcome, Some(vm)) = result.outcome(i) else {
+            continue;
+        };
+        if matches!(outcome, Outcome::Failed(_)) {
+            continue;
+        }
+        let guest = &guests[want.guest];
+        let name = guest.resource.name.clone().unwrap_or_default();
+        match records.identities.get(&vm) {
+            Some((record, _)) if !matched.adopted.contains(&vm) => {
+                if records.last_names.get(&vm) != Some(&name) {
+                    renames.push(json!({"id": record, "proxmox_vm_name": name}));
+                }
+            }
+            _ => creates.push(json!({
                 "virtual_machine": {"id": vm},
                 "proxmox_endpoint_raw_id": guest.identity.endpoint,
                 "proxmox_vm_id": guest.identity.vmid,
                 "proxmox_vm_type": guest.identity.kind,
                 "proxmox_cluster_name": guest.read.inventory.name,
                 "proxmox_node_name": guest.resource.node.clone().unwrap_or_default(),
-                "proxmox_vm_name": payload.get("name").and_then(Value::as_str).unwrap_or_default(),
-            }))
-        })
-        .collect();
-    if records.is_empty() {
-        return;
+                "proxmox_vm_name": name,
+            })),
+        }
     }
-    for result in client.bulk_create(VM_STATE_PATH, records).await {
+    let mut results = Vec::new();
+    if !creates.is_empty() {
+        results.extend(client.bulk_create(VM_STATE_PATH, creates).await);
+    }
+    if !renames.is_empty() {
+        results.extend(client.bulk_update(VM_STATE_PATH, renames).await);
+    }
+    for result in results {
         if let Err(e) = result {
             tracing::warn!("cannot record a VM identity: {e}");
         }
-    }
-}
-
-/// Within each NetBox cluster, names equal ignoring case get `" (N)"` suffixes (N ≥ 2,
-/// smallest free), ordered by `(Proxmox cluster name, VMID)` so the lowest VMID keeps
-/// the bare name. Each rename is announced with `duplicate_name_resolved`.
-fn resolve_duplicate_names(wants: &mut [Want], guests: &[Guest<'_>], sink: &EventSink) {
-    let mut order: Vec<usize> = (0..wants.len()).collect();
-    order.sort_by_key(|i| {
-        let g = &guests[wants[*i].guest];
-        (
-            wants[*i].cluster.clone(),
-            g.read.inventory.name.to_lowercase(),
-            g.identity.vmid,
-            g.identity.kind.clone(),
-        )
-    });
-    let mut taken: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
-    for i in &order {
-        let cluster = wants[*i].cluster.clone();
-        let names = taken.entry(cluster.clone()).or_default();
-        let original = wants[*i].desired.name.clone();
-        if names.insert(original.to_lowercase()) {
-            continue;
-        }
-        let mut n = 2;
-        let resolved = loop {
-            let candidate = format!("{original} ({n})");
-            if names.insert(candidate.to_lowercase()) {
-                break candidate;
-            }
-            n += 1;
-        };
-        wants[*i].desired.name = resolved.clone();
-        sink.emit(DuplicateNameResolved {
-            cluster,
-            original_name: original,
-            resolved_name: resolved,
-            vmid: i64::from(guests[wants[*i].guest].identity.vmid),
-            suffix_index: n,
-            operator_renamed: false,
-        });
     }
 }
