@@ -523,3 +523,75 @@ async fn failed_reads_delete_nothing_they_could_have_shown() {
         expected
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_vanished_parent_is_cleared_and_a_guest_that_cannot_snapshot_has_none() {
+    let _serial = SERIAL.lock().await;
+    let Some(w) = world_with(unique_estate(44), |b| b).await else {
+        return;
+    };
+    prepare(&w).await;
+    let vms = vms(&w).await;
+    w.stream(SNAPSHOTS, "").await;
+    let state = w.sim.state();
+
+    // A root snapshot with a child goes away: the child becomes a root.
+    let (guest, root, child) = state
+        .guests
+        .values()
+        .find_map(|g| {
+            let root = g.snapshots.iter().find(|s| s.parent.is_none())?;
+            let child = g
+                .snapshots
+                .iter()
+                .find(|s| s.parent.as_deref() == Some(root.name.as_str()))?;
+            Some((g, root.name.clone(), child.name.clone()))
+        })
+        .expect("a root snapshot with a child");
+    let record_of = |records: &BTreeMap<u32, Vec<Value>>, vmid: u32, name: &str| {
+        records[&vmid]
+            .iter()
+            .find(|r| r["name"] == name)
+            .cloned()
+            .unwrap_or_else(|| panic!("no record of {vmid}/{name}"))
+    };
+    let before = records(&w, "plugins/proxbox/snapshots/", &vms).await;
+    assert_eq!(
+        record_of(&before, guest.vmid, &child)["parent"],
+        root.as_str()
+    );
+    w.sim.delete_snapshot(guest.vmid, &root).unwrap();
+
+    // Another guest's storage cannot snapshot: Proxmox answers 501.
+    let unsupported = state
+        .guests
+        .values()
+        .find(|g| g.vmid != guest.vmid && !g.snapshots.is_empty())
+        .expect("another guest with snapshots");
+    w.sim.faults().inject(Fault::new(
+        format!(
+            "/nodes/{}/{}/{}/snapshot",
+            unsupported.node,
+            unsupported.guest_type.as_str(),
+            unsupported.vmid
+        )
+        .as_str(),
+        FaultKind::Status(501, "snapshot feature is not available".into()),
+    ));
+
+    let frames = w.stream(SNAPSHOTS, DELETE).await;
+    let [_, _, _, failed, _] = counts(&frames, "snapshots");
+    assert_eq!(failed, 0, "a 501 is no failure");
+    let after = records(&w, "plugins/proxbox/snapshots/", &vms).await;
+    assert_eq!(record_of(&after, guest.vmid, &child)["parent"], Value::Null);
+    assert!(
+        !after[&guest.vmid]
+            .iter()
+            .any(|r| r["name"] == root.as_str()),
+        "the deleted root is gone"
+    );
+    assert!(
+        !after.contains_key(&unsupported.vmid),
+        "a guest that cannot snapshot has none"
+    );
+}

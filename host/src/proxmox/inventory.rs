@@ -250,13 +250,17 @@ pub async fn read_configs(
     .await
 }
 
-/// Read the snapshots of each guest; failures are recorded, not fatal.
+/// Read the snapshots of each guest; failures are recorded, not fatal. A guest whose
+/// storage cannot snapshot (Proxmox answers 501 Not Implemented) has none.
 pub async fn read_snapshots(
     client: &ProxmoxClient,
     inventory: &Inventory,
 ) -> (Vec<(ClusterResource, Vec<Snapshot>)>, Completeness) {
     per_guest(inventory, |node, kind, vmid| async move {
-        client.snapshots(&node, kind, vmid).await
+        match client.snapshots(&node, kind, vmid).await {
+            Err(ProxmoxError::Status { status: 501, .. }) => Ok(Vec::new()),
+            other => other,
+        }
     })
     .await
 }

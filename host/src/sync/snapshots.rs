@@ -422,9 +422,7 @@ fn payload(
             json!(canonical_time(snaptime).unwrap_or_else(|| snaptime.clone())),
         );
     }
-    if let Some(parent) = &d.parent {
-        p.insert("parent".into(), json!(parent));
-    }
+    p.insert("parent".into(), json!(d.parent));
     if let Some(storage) = proxmox_storage {
         p.insert("proxmox_storage".into(), json!(storage));
     }
@@ -452,13 +450,14 @@ mod tests {
     }
 
     #[test]
-    fn payload_leaves_unset_fields_to_netbox() {
+    fn payload_leaves_an_unknown_storage_to_netbox() {
         let tags = BTreeMap::from([("Proxbox".to_string(), 9)]);
         let p = payload(&desired(), 5, None, &tags);
         assert_eq!(p["virtual_machine"], 5);
         assert_eq!(p["snaptime"], "2025-10-08T00:00:00Z");
         assert_eq!(p["tags"], json!([9]));
-        assert!(!p.contains_key("parent") && !p.contains_key("proxmox_storage"));
+        assert_eq!(p["parent"], Value::Null, "a root snapshot has no parent");
+        assert!(!p.contains_key("proxmox_storage"));
         let p = payload(&desired(), 5, Some(None), &tags);
         assert_eq!(p["proxmox_storage"], Value::Null);
         assert_eq!(
