@@ -1,6 +1,7 @@
-//! `NetBoxClient::list` against a small fake NetBox: pages read by offset once the
-//! `count` is known (concurrently), `next` followed when it is not (even when it names
-//! another host), and `list_by` splitting long filters into request-line-sized reads.
+//! `NetBoxClient::list` against a small fake NetBox: pages read by id ranges (so a
+//! delete by someone else mid-read hides nothing), `next` followed for a query with its
+//! own ordering (even when it names another host), and `list_by` splitting long filters
+//! into request-line-sized reads.
 
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
@@ -15,9 +16,19 @@ use serde_json::{Value, json};
 /// The fake's objects and the query strings it was asked.
 #[derive(Clone, Default)]
 struct Fake {
-    total: usize,
-    with_count: bool,
+    objects: Arc<Mutex<BTreeSet<u64>>>,
+    /// Deleted (by "someone else") right after the first request is answered.
+    delete_after_first: Option<u64>,
     asked: Arc<Mutex<Vec<String>>>,
+}
+
+impl Fake {
+    fn with(total: u64) -> Fake {
+        Fake {
+            objects: Arc::new(Mutex::new((1..=total).collect())),
+            ..Fake::default()
+        }
+    }
 }
 
 fn param(query: &str, name: &str) -> Option<String> {
@@ -26,22 +37,36 @@ fn param(query: &str, name: &str) -> Option<String> {
         .map(|(_, v)| v.into_owned())
 }
 
+fn number(query: &str, name: &str) -> Option<u64> {
+    param(query, name).and_then(|v| v.parse().ok())
+}
+
 async fn objects(State(fake): State<Fake>, RawQuery(query): RawQuery) -> Json<Value> {
     let query = query.unwrap_or_default();
-    fake.asked.lock().unwrap().push(query.clone());
-    let ids: Vec<usize> = url::form_urlencoded::parse(query.as_bytes())
+    let first = {
+        let mut asked = fake.asked.lock().unwrap();
+        asked.push(query.clone());
+        asked.len() == 1
+    };
+    let ids: BTreeSet<u64> = url::form_urlencoded::parse(query.as_bytes())
         .filter(|(k, _)| k == "id")
         .filter_map(|(_, v)| v.parse().ok())
         .collect();
-    let all: Vec<usize> = if ids.is_empty() {
-        (1..=fake.total).collect()
-    } else {
-        ids
-    };
-    let limit: usize = param(&query, "limit").and_then(|l| l.parse().ok()).unwrap();
-    let offset: usize = param(&query, "offset")
-        .and_then(|o| o.parse().ok())
-        .unwrap_or(0);
+    let mut all: Vec<u64> = fake
+        .objects
+        .lock()
+        .unwrap()
+        .iter()
+        .copied()
+        .filter(|id| ids.is_empty() || ids.contains(id))
+        .filter(|id| number(&query, "id__gt").is_none_or(|gt| *id > gt))
+        .filter(|id| number(&query, "id__lte").is_none_or(|lte| *id <= lte))
+        .collect();
+    if param(&query, "ordering").as_deref() == Some("-id") {
+        all.reverse();
+    }
+    let limit = number(&query, "limit").unwrap() as usize;
+    let offset = number(&query, "offset").unwrap_or(0) as usize;
     let page: Vec<Value> = all
         .iter()
         .skip(offset)
@@ -49,16 +74,20 @@ async fn objects(State(fake): State<Fake>, RawQuery(query): RawQuery) -> Json<Va
         .map(|id| json!({"id": id}))
         .collect();
     let next = (offset + limit < all.len()).then(|| {
-        format!(
-            "http://proxy.invalid/api/things/?limit={limit}&offset={}",
-            offset + limit
-        )
+        let mut next: Vec<(String, String)> = url::form_urlencoded::parse(query.as_bytes())
+            .filter(|(k, _)| k != "offset")
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect();
+        next.push(("offset".into(), (offset + limit).to_string()));
+        let query = url::form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(next)
+            .finish();
+        format!("http://proxy.invalid/api/things/?{query}")
     });
-    let mut body = json!({"next": next, "previous": null, "results": page});
-    if fake.with_count {
-        body["count"] = json!(all.len());
+    if first && let Some(id) = fake.delete_after_first {
+        fake.objects.lock().unwrap().remove(&id);
     }
-    Json(body)
+    Json(json!({"count": all.len(), "next": next, "previous": null, "results": page}))
 }
 
 async fn client_for(fake: Fake) -> NetBoxClient {
@@ -80,51 +109,52 @@ fn ids(objects: &[Value]) -> Vec<u64> {
 }
 
 #[tokio::test]
-async fn pages_are_read_by_offset_once_the_count_is_known() {
+async fn pages_are_read_by_id_so_a_delete_meanwhile_hides_nothing() {
     let fake = Fake {
-        total: 2501,
-        with_count: true,
-        ..Fake::default()
+        delete_after_first: Some(5),
+        ..Fake::with(4321)
     };
     let client = client_for(fake.clone()).await;
     let listed = client
         .list("things/", &[("name", "x".into())])
         .await
         .unwrap();
-    assert_eq!(ids(&listed), (1..=2501).collect::<Vec<u64>>());
+    assert_eq!(ids(&listed), (1..=4321).collect::<Vec<u64>>());
     let asked = fake.asked.lock().unwrap().clone();
-    let offsets: BTreeSet<Option<String>> = asked.iter().map(|q| param(q, "offset")).collect();
-    assert_eq!(
-        offsets,
-        BTreeSet::from([None, Some("1000".into()), Some("2000".into())])
-    );
     assert!(
         asked
             .iter()
             .all(|q| param(q, "name").as_deref() == Some("x"))
     );
+    assert!(
+        asked.iter().all(|q| param(q, "offset").is_none()),
+        "{asked:?}"
+    );
+    assert!(
+        asked
+            .iter()
+            .filter(|q| param(q, "id__gt").is_some())
+            .count()
+            > 1,
+        "the rest is read in id ranges: {asked:?}"
+    );
 }
 
 #[tokio::test]
-async fn next_is_followed_without_a_count_whatever_host_it_names() {
-    let fake = Fake {
-        total: 2100,
-        with_count: false,
-        ..Fake::default()
-    };
+async fn a_query_with_its_own_ordering_follows_next_whatever_host_it_names() {
+    let fake = Fake::with(2100);
     let client = client_for(fake.clone()).await;
-    let listed = client.list("things/", &[]).await.unwrap();
+    let listed = client
+        .list("things/", &[("ordering", "name".into())])
+        .await
+        .unwrap();
     assert_eq!(ids(&listed), (1..=2100).collect::<Vec<u64>>());
     assert_eq!(fake.asked.lock().unwrap().len(), 3);
 }
 
 #[tokio::test]
 async fn long_filters_are_split_into_request_line_sized_reads() {
-    let fake = Fake {
-        total: 0,
-        with_count: true,
-        ..Fake::default()
-    };
+    let fake = Fake::with(200_000);
     let client = client_for(fake.clone()).await;
     let wanted: BTreeSet<String> = (100_000..101_000).map(|i: u32| i.to_string()).collect();
     let listed = list_by(

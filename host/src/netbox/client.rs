@@ -231,11 +231,15 @@ impl NetBoxClient {
         Ok(NetBoxStatus { version, plugins })
     }
 
-    /// Every object of a list endpoint matching `query`, following pagination
-    /// (`limit=1000`). After the first page gives the `count`, the other pages are read
-    /// concurrently (bounded by the client's concurrency); without a `count`, `next` is
-    /// followed, rebuilt from its path and query so a proxy's host or scheme in it does
-    /// not matter.
+    /// Every object of a list endpoint matching `query` (`limit=1000` per page).
+    ///
+    /// Pages are read by id, not by offset, so objects that others create, rename or
+    /// delete meanwhile cannot shift a page and hide one of ours: the first page is read
+    /// in id order; when there are more, the id range up to the largest id is split into
+    /// a few sub-ranges read concurrently (bounded by the client), each page of a range
+    /// starting after the last id seen. A query with its own `ordering` or `offset`, or
+    /// objects without `id`, follow `next` instead (rebuilt from its path and query, so a
+    /// proxy's host or scheme in it does not matter).
     pub async fn list(
         &self,
         path: &str,
@@ -248,34 +252,52 @@ impl NetBoxClient {
         if !query.iter().any(|(k, _)| k == "limit") {
             query.push(("limit".into(), PAGE_SIZE.to_string()));
         }
+        let keyed = !query.iter().any(|(k, _)| k == "ordering" || k == "offset");
+        if keyed {
+            query.push(("ordering".into(), "id".into()));
+        }
         let path = path.trim_start_matches('/').to_string();
         let first = self.page(&path, &query).await?;
         let next = first
             .get("next")
             .and_then(Value::as_str)
             .map(str::to_string);
-        let count = first
-            .get("count")
-            .and_then(Value::as_u64)
-            .and_then(|c| usize::try_from(c).ok());
         let mut results = page_results(&path, first)?;
         let Some(next) = next else {
             return Ok(results);
         };
-        if let Some(count) = count
-            && !results.is_empty()
-            && !query.iter().any(|(k, _)| k == "offset")
+        let last = results
+            .last()
+            .and_then(|o| o.get("id"))
+            .and_then(Value::as_u64);
+        if keyed
+            && let Some(last) = last
+            && results.iter().all(|o| o.get("id").is_some())
         {
-            let step = results.len();
-            let pages = futures::future::join_all((step..count).step_by(step).map(|offset| {
-                let mut q = query.clone();
-                q.push(("offset".into(), offset.to_string()));
-                let path = &path;
-                async move { self.page(path, &q).await }
-            }))
+            let mut newest = query.clone();
+            newest.retain(|(k, _)| k != "ordering" && k != "limit");
+            newest.extend([
+                ("ordering".into(), "-id".into()),
+                ("limit".into(), "1".into()),
+                ("fields".into(), "id".into()),
+            ]);
+            let newest = page_results(&path, self.page(&path, &newest).await?)?;
+            let Some(max) = newest
+                .first()
+                .and_then(|o| o.get("id"))
+                .and_then(Value::as_u64)
+            else {
+                return Ok(results);
+            };
+            let ranges = id_ranges(last, max, self.inner.config.max_concurrency.max(1));
+            let reads = futures::future::join_all(
+                ranges
+                    .into_iter()
+                    .map(|(after, upto)| self.list_range(&path, &query, after, upto)),
+            )
             .await;
-            for page in pages {
-                results.extend(page_results(&path, page?)?);
+            for read in reads {
+                results.extend(read?);
             }
             return Ok(results);
         }
@@ -287,6 +309,34 @@ impl NetBoxClient {
             results.extend(page_results(&path, page)?);
         }
         Ok(results)
+    }
+
+    /// The objects of `query` with ids in `(after, upto]`, in id order, page by page.
+    async fn list_range(
+        &self,
+        path: &str,
+        query: &[(String, String)],
+        mut after: u64,
+        upto: u64,
+    ) -> Result<Vec<Value>, NetBoxError> {
+        let mut out = Vec::new();
+        loop {
+            let mut q = query.to_vec();
+            q.push(("id__gt".into(), after.to_string()));
+            q.push(("id__lte".into(), upto.to_string()));
+            let page = self.page(path, &q).await?;
+            let more = page.get("next").is_some_and(|n| !n.is_null());
+            let objects = page_results(path, page)?;
+            let last = objects
+                .last()
+                .and_then(|o| o.get("id"))
+                .and_then(Value::as_u64);
+            out.extend(objects);
+            match last {
+                Some(last) if more && last > after => after = last,
+                _ => return Ok(out),
+            }
+        }
     }
 
     async fn page(&self, path: &str, query: &[(String, String)]) -> Result<Value, NetBoxError> {
@@ -342,8 +392,9 @@ impl NetBoxClient {
                     }
                     Err(NetBoxError::Status {
                         status: 400, body, ..
-                    }) if per_item_errors(&body, pending.len()).is_some() => {
-                        let errors = per_item_errors(&body, pending.len()).unwrap_or_default();
+                    }) if per_item_errors(&body, &ids_of(&objects, &pending)).is_some() => {
+                        let errors =
+                            per_item_errors(&body, &ids_of(&objects, &pending)).unwrap_or_default();
                         let mut still = Vec::new();
                         for (&i, error) in pending.iter().zip(errors) {
                             match error {
@@ -515,6 +566,19 @@ fn page_results(path: &str, mut page: Value) -> Result<Vec<Value>, NetBoxError> 
     }
 }
 
+/// `(after, upto]` split into at most `parts` id ranges of equal width.
+fn id_ranges(after: u64, upto: u64, parts: usize) -> Vec<(u64, u64)> {
+    if upto <= after {
+        return Vec::new();
+    }
+    let parts = u64::try_from(parts).unwrap_or(1).clamp(1, upto - after);
+    let width = (upto - after).div_ceil(parts);
+    (0..parts)
+        .map(|i| (after + i * width, (after + (i + 1) * width).min(upto)))
+        .filter(|(lo, hi)| lo < hi)
+        .collect()
+}
+
 /// A list's `next` link as an API path and query.
 fn next_link(path: &str, link: &str) -> Result<(String, Vec<(String, String)>), NetBoxError> {
     let next = Url::parse(link)
@@ -535,8 +599,11 @@ fn next_link(path: &str, link: &str) -> Result<(String, Vec<(String, String)>), 
 
 /// Per-object errors of a rejected bulk request, in request order (`None` = that object
 /// was valid). NetBox ≤ 4.6 answers a list of error dicts (`{}` for valid objects); 4.7
-/// answers `{"detail": …, "errors": [{"index": n, "errors": {…}}]}` for the invalid ones.
-fn per_item_errors(body: &Value, count: usize) -> Option<Vec<Option<Value>>> {
+/// answers `{"detail": …, "errors": [{"index": n, "errors": {…}}]}` for the invalid ones,
+/// naming an update's or delete's objects by `"id"` instead of `"index"`; `ids` are the
+/// request's object ids.
+fn per_item_errors(body: &Value, ids: &[Option<u64>]) -> Option<Vec<Option<Value>>> {
+    let count = ids.len();
     match body {
         Value::Array(items) if items.len() == count => Some(
             items
@@ -548,13 +615,25 @@ fn per_item_errors(body: &Value, count: usize) -> Option<Vec<Option<Value>>> {
             let listed = obj.get("errors")?.as_array()?;
             let mut out = vec![None; count];
             for item in listed {
-                let index = item.get("index")?.as_u64()? as usize;
+                let index = match (item.get("index"), item.get("id")) {
+                    (Some(index), _) => usize::try_from(index.as_u64()?).ok()?,
+                    (None, Some(id)) => ids.iter().position(|i| *i == id.as_u64())?,
+                    (None, None) => return None,
+                };
                 *out.get_mut(index)? = Some(item.get("errors").cloned().unwrap_or(Value::Null));
             }
             Some(out)
         }
         _ => None,
     }
+}
+
+/// The `id`s of `objects[pending]` (bulk updates and deletes name their objects by id).
+fn ids_of(objects: &[Value], pending: &[usize]) -> Vec<Option<u64>> {
+    pending
+        .iter()
+        .map(|&i| objects[i].get("id").and_then(Value::as_u64))
+        .collect()
 }
 
 /// Split objects into chunks by count and serialised size.
@@ -598,14 +677,38 @@ mod tests {
     #[test]
     fn per_item_errors_of_both_netbox_formats() {
         let v46 = json!([{}, {"cluster": ["Related object not found"]}]);
-        let parsed = per_item_errors(&v46, 2).unwrap();
+        let creates = [None, None];
+        let parsed = per_item_errors(&v46, &creates).unwrap();
         assert!(parsed[0].is_none() && parsed[1].is_some());
         let v47 = json!({"detail": "1 of 2 objects could not be created.",
                          "errors": [{"index": 1, "errors": {"__all__": ["duplicate"]}}]});
-        let parsed = per_item_errors(&v47, 2).unwrap();
+        let parsed = per_item_errors(&v47, &creates).unwrap();
         assert_eq!(parsed[0], None);
         assert_eq!(parsed[1], Some(json!({"__all__": ["duplicate"]})));
-        assert!(per_item_errors(&json!({"detail": "x"}), 2).is_none());
+        assert!(per_item_errors(&json!({"detail": "x"}), &creates).is_none());
+        // 4.7 bulk updates name the failing object by id.
+        let update = json!({"detail": "1 of 3 objects could not be updated.",
+                            "errors": [{"id": 3725, "errors": {"disk": ["must match"]}}]});
+        let parsed = per_item_errors(&update, &[Some(11), Some(3725), Some(12)]).unwrap();
+        assert_eq!(
+            parsed,
+            vec![None, Some(json!({"disk": ["must match"]})), None]
+        );
+        assert!(
+            per_item_errors(&update, &[Some(11)]).is_none(),
+            "an unknown id"
+        );
+    }
+
+    #[test]
+    fn id_ranges_cover_exactly() {
+        assert_eq!(id_ranges(1000, 1000, 4), vec![]);
+        assert_eq!(id_ranges(10, 12, 4), vec![(10, 11), (11, 12)]);
+        let ranges = id_ranges(1000, 5003, 4);
+        assert_eq!(ranges.first().unwrap().0, 1000);
+        assert_eq!(ranges.last().unwrap().1, 5003);
+        assert!(ranges.windows(2).all(|w| w[0].1 == w[1].0));
+        assert_eq!(ranges.len(), 4);
     }
 
     #[test]

@@ -158,6 +158,29 @@ pub fn describe(error: &NetBoxError) -> String {
     error.to_string()
 }
 
+/// Every object at `path` whose `field` is one of `values`, one list read per value
+/// (concurrently): for the plugin's filters that take a single value (a repeated
+/// `cluster=` or `virtual_machine=` keeps only the last).
+pub async fn list_each(
+    client: &NetBoxClient,
+    path: &str,
+    field: &str,
+    values: &BTreeSet<String>,
+    extra: &[(&str, String)],
+) -> Result<Vec<Value>, NetBoxError> {
+    let reads = futures::future::join_all(values.iter().map(|value| {
+        let mut query = extra.to_vec();
+        query.push((field, value.clone()));
+        async move { client.list(path, &query).await }
+    }))
+    .await;
+    let mut out = Vec::new();
+    for read in reads {
+        out.extend(read?);
+    }
+    Ok(out)
+}
+
 /// Characters of filter values one list request carries (NetBox's gunicorn takes
 /// request lines of up to 4094 bytes; the rest is left for the path and other filters).
 const FILTER_BUDGET: usize = 2500;

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use super::apply::{describe, list_by, list_fields, reconcile_kind};
+use super::apply::{describe, list_by, list_each, list_fields, reconcile_kind};
 use super::devices::tag_ids;
 use super::mapping::{self, map_batch};
 use super::report::{Item, Outcome, Phase};
@@ -215,7 +215,8 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
         .filter_map(|s| netbox_vms.get(&s.vm).and_then(|v| v.cluster))
         .map(|c| c.to_string())
         .collect();
-    let (storages, plugin) = match list_by(netbox, STORAGE_PATH, "cluster", &cluster_ids, &[]).await
+    let (storages, plugin) = match list_each(netbox, STORAGE_PATH, "cluster", &cluster_ids, &[])
+        .await
     {
         Ok(records) => (storage_index(&records), true),
         Err(e) if e.status() == Some(404) => {

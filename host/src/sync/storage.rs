@@ -12,7 +12,7 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::StreamExt;
 use serde_json::{Map, Value, json};
 
-use super::apply::{list_by, reconcile_kind};
+use super::apply::{list_each, reconcile_kind};
 use super::devices::tag_ids;
 use super::mapping::{self, map_batch};
 use super::report::{Item, Outcome, Phase};
@@ -237,7 +237,7 @@ async fn list_storage_records(
     netbox: &NetBoxClient,
     cluster_ids: &BTreeSet<String>,
 ) -> Result<Vec<Value>, Failure> {
-    match list_by(netbox, STORAGE_PATH, "cluster", cluster_ids, &[]).await {
+    match list_each(netbox, STORAGE_PATH, "cluster", cluster_ids, &[]).await {
         Ok(records) => Ok(records),
         Err(e) if e.status() == Some(404) => Err(plugin_missing(PHASE, &e)),
         Err(e) => Err(e.into()),

@@ -226,7 +226,14 @@ pub async fn reconcile(
         .owned
         .iter()
         .map(String::as_str)
-        .chain(["id", "name", "cluster", "tags", "custom_fields"])
+        .chain([
+            "id",
+            "name",
+            "cluster",
+            "tags",
+            "custom_fields",
+            "virtual_disk_count",
+        ])
         .collect();
     let fields = fields.into_iter().collect::<Vec<_>>().join(",");
     let mut clusters: BTreeMap<String, ClusterVms> = BTreeMap::new();
@@ -306,7 +313,23 @@ pub async fn reconcile(
 
     // Group by NetBox cluster, then reconcile each cluster's VMs.
     let mut by_cluster: BTreeMap<String, Vec<Member>> = BTreeMap::new();
-    for want in wants {
+    // NetBox keeps the `disk` of a VM with virtual disks equal to their sum (and refuses
+    // any other value): the virtual-disks stage owns it there.
+    let with_disks: BTreeSet<u64> = clusters
+        .values()
+        .flat_map(|c| &c.vms)
+        .filter(|vm| {
+            vm.get("virtual_disk_count")
+                .and_then(Value::as_u64)
+                .is_some_and(|n| n > 0)
+        })
+        .filter_map(|vm| vm.get("id").and_then(Value::as_u64))
+        .collect();
+    for (index, want) in wants.into_iter().enumerate() {
+        let disk_total_owned = matched
+            .vm_of
+            .get(&index)
+            .is_none_or(|vm| !with_disks.contains(vm));
         let guest = &guests[want.guest];
         let Some(cluster) = topology.clusters.get(&want.cluster).copied() else {
             phase.item(
@@ -360,10 +383,12 @@ pub async fn reconcile(
             }
             p.insert("vcpus".into(), json!(d.vcpus.filter(|v| *v > 0)));
             p.insert("memory".into(), json!(d.memory_mib));
-            p.insert(
-                "disk".into(),
-                json!(d.disk_mib.map(|m| m.min(2_147_483_647))),
-            );
+            if disk_total_owned {
+                p.insert(
+                    "disk".into(),
+                    json!(d.disk_mib.map(|m| m.min(2_147_483_647))),
+                );
+            }
             p.insert("description".into(), json!(d.description));
             if let Some(comments) = &d.comments {
                 p.insert("comments".into(), json!(comments));
