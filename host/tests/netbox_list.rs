@@ -10,7 +10,7 @@ use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::routing::get;
 use proxbox_host::netbox::{NetBoxClient, NetBoxConfig, NetBoxToken};
-use proxbox_host::sync::apply::list_by;
+use proxbox_host::sync::apply::{list_by, list_each};
 use serde_json::{Value, json};
 
 /// The fake's objects and the query strings it was asked.
@@ -174,4 +174,29 @@ async fn long_filters_are_split_into_request_line_sized_reads() {
         assert!(query.len() < 3000, "request line of {} bytes", query.len());
         assert_eq!(param(query, "fields").as_deref(), Some("id"));
     }
+}
+
+#[tokio::test]
+async fn single_value_filters_get_one_request_per_value() {
+    let fake = Fake::with(10);
+    let client = client_for(fake.clone()).await;
+    let clusters: BTreeSet<String> = ["3", "7", "12"].map(String::from).into();
+    list_each(&client, "things/", "cluster", &clusters, &[])
+        .await
+        .unwrap();
+    let asked: BTreeSet<String> = fake
+        .asked
+        .lock()
+        .unwrap()
+        .iter()
+        .map(|q| {
+            let values: Vec<String> = url::form_urlencoded::parse(q.as_bytes())
+                .filter(|(k, _)| k == "cluster")
+                .map(|(_, v)| v.into_owned())
+                .collect();
+            assert_eq!(values.len(), 1, "{q}");
+            values[0].clone()
+        })
+        .collect();
+    assert_eq!(asked, clusters);
 }
