@@ -168,12 +168,24 @@ pub async fn list_each(
     values: &BTreeSet<String>,
     extra: &[(&str, String)],
 ) -> Result<Vec<Value>, NetBoxError> {
-    let reads = futures::future::join_all(values.iter().map(|value| {
-        let mut query = extra.to_vec();
-        query.push((field, value.clone()));
-        async move { client.list(path, &query).await }
-    }))
-    .await;
+    let queries: Vec<Vec<(&str, String)>> = values
+        .iter()
+        .map(|value| {
+            let mut query = extra.to_vec();
+            query.push((field, value.clone()));
+            query
+        })
+        .collect();
+    list_all(client, path, &queries).await
+}
+
+/// Every object of each of `queries` at `path`, read concurrently (bounded by the client).
+async fn list_all(
+    client: &NetBoxClient,
+    path: &str,
+    queries: &[Vec<(&str, String)>],
+) -> Result<Vec<Value>, NetBoxError> {
+    let reads = futures::future::join_all(queries.iter().map(|q| client.list(path, q))).await;
     let mut out = Vec::new();
     for read in reads {
         out.extend(read?);
@@ -210,10 +222,5 @@ pub async fn list_by(
             chunk.push((field, value.clone()));
         }
     }
-    let reads = futures::future::join_all(chunks.iter().map(|q| client.list(path, q))).await;
-    let mut out = Vec::new();
-    for read in reads {
-        out.extend(read?);
-    }
-    Ok(out)
+    list_all(client, path, &chunks).await
 }
