@@ -6,7 +6,11 @@
 //! `PROXBOX_BENCH_BACKUPS` and `PROXBOX_BENCH_SNAPSHOTS` set the averages per guest
 //! (default 2 and 1). The simulator runs in this process, so the RSS includes it.
 //! `PROXBOX_BENCH_LOG=proxbox_host=debug` logs every Proxmox and NetBox request with its
-//! time, as JSON on stderr. Measures only under `cargo bench` (`--bench`); `cargo test` builds it and exits.
+//! time, as JSON on stderr. `PROXBOX_BENCH_RUNS` lists the runs per size (default
+//! `cold,no-op,no-op`: the first re-sync after a cold one, then a steady-state one); a
+//! NetBox that already holds an estate (say, restored from a dump) is re-synced with
+//! `PROXBOX_BENCH_TAG` set to the tag its cluster name carries and runs `no-op,no-op`.
+//! Measures only under `cargo bench` (`--bench`); `cargo test` builds it and exits.
 
 use std::collections::BTreeMap;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -84,10 +88,16 @@ async fn run_size(guests: usize, url: &url::Url, token: &str, mappers: &MapperSe
         snapshots_per_guest: env_f64("PROXBOX_BENCH_SNAPSHOTS", 1.0),
         ..EstateSpec::default()
     });
-    let tag = SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .unwrap()
-        .as_secs();
+    let tag = std::env::var("PROXBOX_BENCH_TAG")
+        .ok()
+        .and_then(|t| t.parse::<u64>().ok())
+        .unwrap_or_else(|| {
+            SystemTime::now()
+                .duration_since(UNIX_EPOCH)
+                .unwrap()
+                .as_secs()
+        });
+    println!("{guests:>6} guests  tag {tag} (PROXBOX_BENCH_TAG re-syncs this estate)");
     estate.endpoints[0].cluster_name = Some(format!("bench-{guests}-{tag}"));
     for guest in estate.endpoints[0].guests.values_mut() {
         for snapshot in &mut guest.snapshots {
@@ -127,7 +137,8 @@ async fn run_size(guests: usize, url: &url::Url, token: &str, mappers: &MapperSe
         .timeout(Duration::from_secs(4 * 3600))
         .build()
         .expect("client");
-    for label in ["cold", "no-op"] {
+    let runs = std::env::var("PROXBOX_BENCH_RUNS").unwrap_or_else(|_| "cold,no-op,no-op".into());
+    for label in runs.split(',').map(str::trim) {
         let started = Instant::now();
         let response = http
             .get(format!(
@@ -162,6 +173,7 @@ async fn run_size(guests: usize, url: &url::Url, token: &str, mappers: &MapperSe
             })
             .collect();
         println!("{:>14}  stages: {}", "", breakdown.join(", "));
+        println!("{:>14}  NetBox view: {}", "", r["netbox_view"]);
     }
 }
 

@@ -83,6 +83,11 @@ struct ServeArgs {
     /// virtual-disk, storage, backup, snapshot).
     #[arg(long = "mapper", value_name = "KIND=PATH", value_parser = parse_override, env = "PROXBOX_MAPPERS", value_delimiter = ',')]
     mappers: Vec<(Kind, PathBuf)>,
+    /// Seconds a NetBox list kept between syncs is trusted before it is read in full
+    /// again (it is brought up to date from NetBox's change log before every sync);
+    /// 0 reads every list in full every time.
+    #[arg(long, env = "PROXBOX_NETBOX_VIEW_MAX_AGE", default_value_t = 86_400)]
+    netbox_view_max_age: u64,
 }
 
 #[derive(Debug, Subcommand)]
@@ -236,6 +241,7 @@ fn serve(engine: &MapperEngine, args: ServeArgs) -> anyhow::Result<ExitCode> {
         .mappers(mappers)
         .mapper_params(params)
         .trusted_proxies(proxies)
+        .netbox_view_max_age(std::time::Duration::from_secs(args.netbox_view_max_age))
         .build();
     let runtime = tokio::runtime::Runtime::new()?;
     runtime.block_on(server::serve(SocketAddr::new(args.host, args.port), state))?;

@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use super::error::NetBoxError;
+use super::view::NetBoxView;
 
 /// Largest page NetBox serves (`MAX_PAGE_SIZE` default).
 pub const PAGE_SIZE: usize = 1000;
@@ -134,6 +135,7 @@ impl NetBoxStatus {
 pub struct RequestCounts {
     gets: AtomicU64,
     writes: AtomicU64,
+    listed: AtomicU64,
 }
 
 impl RequestCounts {
@@ -145,6 +147,11 @@ impl RequestCounts {
     /// POST, PATCH, PUT and DELETE requests made.
     pub fn writes(&self) -> u64 {
         self.writes.load(Ordering::Relaxed)
+    }
+
+    /// Objects NetBox serialised for list reads (what a read costs NetBox).
+    pub fn listed(&self) -> u64 {
+        self.listed.load(Ordering::Relaxed)
     }
 }
 
@@ -163,6 +170,7 @@ struct Inner {
     config: NetBoxConfig,
     permits: Semaphore,
     counts: RequestCounts,
+    view: Option<Arc<NetBoxView>>,
 }
 
 impl std::fmt::Debug for NetBoxClient {
@@ -176,6 +184,14 @@ impl std::fmt::Debug for NetBoxClient {
 impl NetBoxClient {
     /// A client for `config`; no request is made yet.
     pub fn new(config: NetBoxConfig) -> Result<Self, NetBoxError> {
+        Self::with_view(config, None)
+    }
+
+    /// A client whose kept list reads go through `view` (and whose writes update it).
+    pub fn with_view(
+        config: NetBoxConfig,
+        view: Option<Arc<NetBoxView>>,
+    ) -> Result<Self, NetBoxError> {
         let mut base = Url::parse(config.url.trim())
             .map_err(|e| NetBoxError::Config(format!("bad NetBox URL `{}`: {e}", config.url)))?;
         let path = base.path().trim_end_matches('/').to_string();
@@ -198,8 +214,14 @@ impl NetBoxClient {
                 permits: Semaphore::new(config.max_concurrency.max(1)),
                 config,
                 counts: RequestCounts::default(),
+                view,
             }),
         })
+    }
+
+    /// The view this client reads kept lists through, if any.
+    pub fn view(&self) -> Option<&Arc<NetBoxView>> {
+        self.inner.view.as_ref()
     }
 
     /// Requests made so far.
@@ -231,7 +253,20 @@ impl NetBoxClient {
         Ok(NetBoxStatus { version, plugins })
     }
 
-    /// Every object of a list endpoint matching `query` (`limit=1000` per page).
+    /// Every object of a list endpoint matching `query` (`limit=1000` per page); a list
+    /// the client's [`NetBoxView`] keeps comes from it.
+    pub async fn list(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<Value>, NetBoxError> {
+        match &self.inner.view {
+            Some(view) if NetBoxView::keeps(path, query) => view.list(self, path, query).await,
+            _ => self.list_fresh(path, query).await,
+        }
+    }
+
+    /// Every object of a list endpoint matching `query`, read from NetBox.
     ///
     /// Pages are read by id, not by offset, so objects that others create, rename or
     /// delete meanwhile cannot shift a page and hide one of ours: the first page is read
@@ -240,7 +275,7 @@ impl NetBoxClient {
     /// starting after the last id seen. A query with its own `ordering` or `offset`, or
     /// objects without `id`, follow `next` instead (rebuilt from its path and query, so a
     /// proxy's host or scheme in it does not matter).
-    pub async fn list(
+    pub(super) async fn list_fresh(
         &self,
         path: &str,
         query: &[(&str, String)],
@@ -341,7 +376,16 @@ impl NetBoxClient {
 
     async fn page(&self, path: &str, query: &[(String, String)]) -> Result<Value, NetBoxError> {
         let q: Vec<(&str, String)> = query.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-        self.request(Method::GET, path, &q, None).await
+        let page = self.request(Method::GET, path, &q, None).await?;
+        let listed = page
+            .get("results")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len);
+        self.inner
+            .counts
+            .listed
+            .fetch_add(listed as u64, Ordering::Relaxed);
+        Ok(page)
     }
 
     /// Create objects with bulk POSTs (chunked by count and body size). NetBox rejects a
@@ -459,7 +503,15 @@ impl NetBoxClient {
                 let started = std::time::Instant::now();
                 let result = self
                     .send(method.clone(), url.clone(), path, query, body)
-                    .await;
+                    .await
+                    .map(|(answer, request_id)| {
+                        if method != Method::GET
+                            && let Some(view) = &self.inner.view
+                        {
+                            view.absorb(&method, path, body, &answer, request_id.as_deref());
+                        }
+                        answer
+                    });
                 tracing::debug!(
                     %method,
                     path,
@@ -492,7 +544,7 @@ impl NetBoxClient {
         path: &str,
         query: &[(&str, String)],
         body: Option<&Value>,
-    ) -> Result<Value, NetBoxError> {
+    ) -> Result<(Value, Option<String>), NetBoxError> {
         if method == Method::GET {
             self.inner.counts.gets.fetch_add(1, Ordering::Relaxed);
         } else {
@@ -521,6 +573,11 @@ impl NetBoxClient {
             connect: e.is_connect(),
         })?;
         let status = response.status();
+        let request_id = response
+            .headers()
+            .get("x-request-id")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_string);
         let bytes = response.bytes().await.map_err(|e| NetBoxError::Transport {
             path: path.to_string(),
             message: crate::error_chain::error_chain(&e),
@@ -529,7 +586,7 @@ impl NetBoxClient {
         })?;
         if status == StatusCode::NO_CONTENT || bytes.is_empty() {
             return if status.is_success() {
-                Ok(Value::Null)
+                Ok((Value::Null, request_id))
             } else {
                 Err(NetBoxError::Status {
                     method: method.to_string(),
@@ -541,7 +598,7 @@ impl NetBoxClient {
         }
         let json: Result<Value, _> = serde_json::from_slice(&bytes);
         match (status.is_success(), json) {
-            (true, Ok(json)) => Ok(json),
+            (true, Ok(json)) => Ok((json, request_id)),
             (true, Err(e)) => Err(NetBoxError::Decode(path.to_string(), e.to_string())),
             (false, json) => Err(NetBoxError::Status {
                 method: method.to_string(),

@@ -4,6 +4,7 @@
 //!   per-object outcomes, retries where safe, bounded concurrency, version detection.
 //! - [`reconcile`]: desired vs existing for one kind -> create / update / unchanged /
 //!   delete-candidate, applied in bulk; deletes only what carries our ownership tag.
+//! - [`view`]: big list reads kept between runs, brought up to date from the change log.
 //! - [`prerequisites`]: tags, cluster types, manufacturer, device type and roles, ensured idempotently.
 
 mod client;
@@ -11,6 +12,7 @@ mod error;
 pub mod overwrite;
 pub mod prerequisites;
 pub mod reconcile;
+pub mod view;
 pub mod vms;
 
 pub use client::{
@@ -19,3 +21,4 @@ pub use client::{
 };
 pub use error::{NetBoxError, summary};
 pub use overwrite::OverwriteFlags;
+pub use view::NetBoxView;

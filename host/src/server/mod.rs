@@ -16,7 +16,7 @@ pub mod ws;
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::extract::Request;
 use axum::http::{HeaderName, HeaderValue};
@@ -26,6 +26,7 @@ use axum::routing::{get, post};
 use axum::{Json, Router};
 
 use crate::mapper::MapperSet;
+use crate::netbox::NetBoxView;
 use crate::store::{Clock, Lockout, LockoutPolicy, Store, SystemClock};
 use auth::TrustedProxies;
 use runs::RunRegistry;
@@ -47,6 +48,8 @@ struct Inner {
     runs: RunRegistry,
     stage_runner: Option<ws::SharedRunner>,
     mapper_params: Vec<(String, String)>,
+    netbox_view_max_age: Duration,
+    netbox_view: std::sync::Mutex<Option<(String, Arc<NetBoxView>)>>,
 }
 
 impl AppState {
@@ -80,6 +83,28 @@ impl AppState {
         &self.inner.mapper_params
     }
 
+    /// The kept NetBox lists of the NetBox named by `fingerprint` (URL and token), shared
+    /// by the syncs of this host; a new NetBox or token starts an empty view. `None` when
+    /// the view is off.
+    pub fn netbox_view(&self, fingerprint: &str) -> Option<Arc<NetBoxView>> {
+        if self.inner.netbox_view_max_age.is_zero() {
+            return None;
+        }
+        let mut slot = self
+            .inner
+            .netbox_view
+            .lock()
+            .unwrap_or_else(|e| e.into_inner());
+        match slot.as_ref() {
+            Some((f, view)) if f == fingerprint => Some(view.clone()),
+            _ => {
+                let view = Arc::new(NetBoxView::new(self.inner.netbox_view_max_age));
+                *slot = Some((fingerprint.to_string(), view.clone()));
+                Some(view)
+            }
+        }
+    }
+
     /// Failed-authentication bookkeeping.
     pub fn lockout(&self) -> &SharedLockout {
         &self.inner.lockout
@@ -110,7 +135,11 @@ pub struct AppStateBuilder {
     trusted_proxies: TrustedProxies,
     stage_runner: Option<ws::SharedRunner>,
     mapper_params: Vec<(String, String)>,
+    netbox_view_max_age: Duration,
 }
+
+/// How long the NetBox view trusts a kept list before reading it in full again.
+pub const DEFAULT_NETBOX_VIEW_MAX_AGE: Duration = Duration::from_secs(24 * 3600);
 
 impl AppStateBuilder {
     fn new(store: Store) -> Self {
@@ -122,7 +151,14 @@ impl AppStateBuilder {
             trusted_proxies: TrustedProxies::default(),
             stage_runner: None,
             mapper_params: Vec::new(),
+            netbox_view_max_age: DEFAULT_NETBOX_VIEW_MAX_AGE,
         }
+    }
+
+    /// How long kept NetBox lists are trusted (zero: no view, every list is read).
+    pub fn netbox_view_max_age(mut self, max_age: Duration) -> Self {
+        self.netbox_view_max_age = max_age;
+        self
     }
 
     /// Site parameters passed to every mapper (`context.params`).
@@ -172,6 +208,8 @@ impl AppStateBuilder {
                 runs: RunRegistry::default(),
                 stage_runner: self.stage_runner,
                 mapper_params: self.mapper_params,
+                netbox_view_max_age: self.netbox_view_max_age,
+                netbox_view: std::sync::Mutex::new(None),
             }),
         }
     }

@@ -82,7 +82,21 @@ pub async fn run(run: &SyncRun, sink: &EventSink, stages: &[StageKind]) -> Resul
         "netbox_requests",
         Dict::new()
             .with("gets", counts.gets())
-            .with("writes", counts.writes()),
+            .with("writes", counts.writes())
+            .with("objects_listed", counts.listed()),
+    );
+    result.insert(
+        "netbox_view",
+        Dict::new()
+            .with("changes_read", run.view.changes as u64)
+            .with("objects_reread", run.view.dirty as u64)
+            .with(
+                "dropped",
+                run.view
+                    .dropped
+                    .clone()
+                    .map_or(crate::events::Value::Null, crate::events::Value::Str),
+            ),
     );
     Ok(result)
 }

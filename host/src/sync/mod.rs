@@ -34,6 +34,7 @@ use crate::events::{ErrorCategory, ErrorDetail, EventSink, Failure, PhaseCounts}
 use crate::mapper::MapperSet;
 use crate::netbox::prerequisites::{self, Prerequisites};
 use crate::netbox::vms::{self as vms_netbox, VmIdentity};
+use crate::netbox::view::Refresh;
 use crate::netbox::{NetBoxClient, NetBoxError, NetBoxStatus};
 use crate::proxmox::Inventory;
 use crate::server::AppState;
@@ -61,6 +62,8 @@ pub struct SyncRun {
     pub now: String,
     /// Run id.
     pub run_id: String,
+    /// What bringing the NetBox view up to date found at the start of the run.
+    pub view: Refresh,
     /// The VM sync-state records, read once per run and shared by its stages.
     vm_states: tokio::sync::Mutex<Option<Arc<Vec<Value>>>>,
 }
@@ -76,7 +79,7 @@ impl SyncRun {
                 "This host was started without mappers.",
             )
         })?;
-        let netbox = crate::server::routes::netbox::client(state)?;
+        let netbox = crate::server::routes::netbox::sync_client(state)?;
         let upstream = |what: &str, e: crate::netbox::NetBoxError| {
             ApiError::proxbox(
                 StatusCode::BAD_GATEWAY,
@@ -88,6 +91,16 @@ impl SyncRun {
             .status()
             .await
             .map_err(|e| upstream("reading the status of", e))?;
+        let view = match netbox.view() {
+            Some(view) => view.refresh(&netbox).await,
+            None => Refresh::default(),
+        };
+        tracing::debug!(
+            changes = view.changes,
+            dirty = view.dirty,
+            dropped = view.dropped.as_deref().unwrap_or(""),
+            "NetBox view brought up to date"
+        );
         let prerequisites =
             prerequisites::ensure_all_with(&netbox, &netbox_status, !options.dry_run)
                 .await
@@ -112,6 +125,7 @@ impl SyncRun {
             options,
             now,
             run_id,
+            view,
             vm_states: tokio::sync::Mutex::new(None),
         })
     }

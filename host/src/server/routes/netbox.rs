@@ -102,6 +102,32 @@ pub fn client(state: &AppState) -> ApiResult<NetBoxClient> {
     })
 }
 
+/// The client a sync uses: [`client`] reading kept lists through the host's
+/// [`crate::netbox::NetBoxView`] of this NetBox (URL and token).
+pub fn sync_client(state: &AppState) -> ApiResult<NetBoxClient> {
+    let plain = client(state)?;
+    let endpoint = state.store().netbox_singleton()?.filter(|e| e.enabled);
+    let Some(endpoint) = endpoint else {
+        return Ok(plain);
+    };
+    let config = config(&endpoint);
+    let fingerprint = {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        hash.update(config.url.as_bytes());
+        hash.update([0]);
+        hash.update(config.token.header().as_bytes());
+        hex::encode(hash.finalize())
+    };
+    NetBoxClient::with_view(config, state.netbox_view(&fingerprint)).map_err(|e| {
+        ApiError::proxbox(
+            StatusCode::BAD_REQUEST,
+            "Invalid NetBox endpoint",
+            e.to_string(),
+        )
+    })
+}
+
 /// The client settings of a stored NetBox endpoint.
 pub fn config(endpoint: &NetBoxEndpoint) -> NetBoxConfig {
     let token = match (&endpoint.token_key, endpoint.token_version.as_str()) {
