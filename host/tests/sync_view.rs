@@ -52,7 +52,9 @@ async fn full_update(w: &World) -> (Vec<(String, Value)>, Value) {
 }
 
 fn writes(result: &Value) -> u64 {
-    result["netbox_requests"]["writes"].as_u64().expect("writes")
+    result["netbox_requests"]["writes"]
+        .as_u64()
+        .expect("writes")
 }
 
 fn gets(result: &Value) -> u64 {
@@ -68,7 +70,10 @@ fn listed(result: &Value) -> u64 {
 /// `(created, updated)` of a phase.
 fn created_updated(frames: &[(String, Value)], phase: &str) -> (u64, u64) {
     let r = &summary(frames, phase)["result"];
-    (r["created"].as_u64().unwrap(), r["updated"].as_u64().unwrap())
+    (
+        r["created"].as_u64().unwrap(),
+        r["updated"].as_u64().unwrap(),
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -218,7 +223,10 @@ async fn kept_lists_follow_foreign_changes_and_steady_runs_read_less() {
         .list(
             "virtualization/virtual-disks/",
             &[
-                ("virtual_machine_id", disk["virtual_machine"]["id"].to_string()),
+                (
+                    "virtual_machine_id",
+                    disk["virtual_machine"]["id"].to_string(),
+                ),
                 ("name", disk["name"].as_str().unwrap().to_string()),
             ],
         )

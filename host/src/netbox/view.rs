@@ -338,10 +338,7 @@ impl NetBoxView {
                 .await;
         }
         let reads = futures::future::join_all(read.iter().map(|r| {
-            let query = with(&[
-                ("request_id", r.clone()),
-                ("fields", CHANGE_FIELDS.into()),
-            ]);
+            let query = with(&[("request_id", r.clone()), ("fields", CHANGE_FIELDS.into())]);
             async move { client.list_fresh(CHANGES_PATH, &query).await }
         }))
         .await;
@@ -708,7 +705,8 @@ async fn parents(
 ) -> Result<Vec<(&'static str, u64)>, NetBoxError> {
     let mut out = Vec::new();
     for chunk in ids.chunks(IDS_PER_READ) {
-        let mut query: Vec<(&str, String)> = chunk.iter().map(|id| ("id", id.to_string())).collect();
+        let mut query: Vec<(&str, String)> =
+            chunk.iter().map(|id| ("id", id.to_string())).collect();
         query.push((
             "fields",
             "id,changed_object_type,prechange_data,postchange_data".into(),
@@ -800,16 +798,13 @@ fn project(query: &[(String, String)], object: &serde_json::Map<String, Value>) 
 /// The queries that re-read `dirty` objects of the list `query`: its filters with `id`
 /// limited to the dirty ids (intersected with its own `id` filter, if it has one).
 fn reread_queries(query: &[(&str, String)], dirty: &BTreeSet<u64>) -> Vec<Vec<(String, String)>> {
-    let own_ids: Option<BTreeSet<u64>> = query
-        .iter()
-        .any(|(k, _)| *k == "id")
-        .then(|| {
-            query
-                .iter()
-                .filter(|(k, _)| *k == "id")
-                .filter_map(|(_, v)| v.parse().ok())
-                .collect()
-        });
+    let own_ids: Option<BTreeSet<u64>> = query.iter().any(|(k, _)| *k == "id").then(|| {
+        query
+            .iter()
+            .filter(|(k, _)| *k == "id")
+            .filter_map(|(_, v)| v.parse().ok())
+            .collect()
+    });
     let targets: Vec<u64> = dirty
         .iter()
         .copied()
@@ -863,15 +858,24 @@ mod tests {
         let disk = disk.as_object().unwrap();
         assert_eq!(holds(&q(&[("virtual_machine_id", "3")]), disk), Some(true));
         assert_eq!(
-            holds(&q(&[("virtual_machine_id", "4"), ("virtual_machine_id", "3")]), disk),
+            holds(
+                &q(&[("virtual_machine_id", "4"), ("virtual_machine_id", "3")]),
+                disk
+            ),
             Some(true)
         );
         assert_eq!(holds(&q(&[("virtual_machine_id", "4")]), disk), Some(false));
-        assert_eq!(holds(&q(&[("id", "7"), ("fields", "id")]), disk), Some(true));
+        assert_eq!(
+            holds(&q(&[("id", "7"), ("fields", "id")]), disk),
+            Some(true)
+        );
         assert_eq!(holds(&q(&[("name", "scsi0")]), disk), None);
         let unassigned = json!({"id": 8, "virtual_machine": null});
         assert_eq!(
-            holds(&q(&[("virtual_machine_id", "3")]), unassigned.as_object().unwrap()),
+            holds(
+                &q(&[("virtual_machine_id", "3")]),
+                unassigned.as_object().unwrap()
+            ),
             Some(false)
         );
     }
@@ -905,7 +909,12 @@ mod tests {
         let query = [("cluster_id", "1".to_string())];
         assert_eq!(
             reread_queries(&query, &dirty),
-            vec![q(&[("cluster_id", "1"), ("id", "2"), ("id", "5"), ("id", "9")])]
+            vec![q(&[
+                ("cluster_id", "1"),
+                ("id", "2"),
+                ("id", "5"),
+                ("id", "9")
+            ])]
         );
         let many: BTreeSet<u64> = (0..600).collect();
         assert_eq!(reread_queries(&query, &many).len(), 3);
@@ -942,7 +951,10 @@ mod tests {
                         ("fields", "id,virtual_machine,size".into()),
                     ],
                 ),
-                entry(&[(7, json!({"id": 7, "virtual_machine": {"id": 3}, "size": 10}))]),
+                entry(&[(
+                    7,
+                    json!({"id": 7, "virtual_machine": {"id": 3}, "size": 10}),
+                )]),
             );
             state.entries.insert(
                 key(VM_PATH, &[("cluster_id", "1".into())]),
@@ -966,7 +978,10 @@ mod tests {
             .find(|((p, _), _)| p == "virtualization/virtual-disks/")
             .unwrap()
             .1;
-        assert_eq!(disks.objects.keys().copied().collect::<Vec<_>>(), vec![7, 8]);
+        assert_eq!(
+            disks.objects.keys().copied().collect::<Vec<_>>(),
+            vec![7, 8]
+        );
         assert_eq!(
             &*disks.objects[&8],
             r#"{"id":8,"size":5,"virtual_machine":{"id":3}}"#
@@ -979,6 +994,9 @@ mod tests {
             .1;
         assert_eq!(vms.dirty, BTreeSet::from([3]));
         let own = &state.own["req-1"];
-        assert!(own.objects.contains(&("virtualization/virtual-disks/".into(), 9)));
+        assert!(
+            own.objects
+                .contains(&("virtualization/virtual-disks/".into(), 9))
+        );
     }
 }
