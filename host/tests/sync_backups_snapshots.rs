@@ -11,8 +11,10 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::sse;
-use common::world::{World, estate, now_iso, operations, summary, unique, world_with};
-use proxmox_sim::{Backup, Estate, Fault, FaultKind, GuestType, Snapshot};
+use common::world::{
+    World, estate_with_unique_snapshots, now_iso, operations, summary, unique, world_with,
+};
+use proxmox_sim::{Backup, Fault, FaultKind, GuestType, Snapshot};
 use reqwest::Method;
 use serde_json::Value;
 
@@ -22,23 +24,6 @@ const DELETE: &str = "&delete_nonexistent_backup=true&delete_nonexistent_snapsho
 
 /// The tests of this file share NetBox's change log; one at a time.
 static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
-
-/// An estate whose snapshot names are unique to this run: the plugin keeps snapshot
-/// names unique per `(vmid, name, node)` across all VMs, and every test world has the
-/// same node names.
-fn unique_estate(seed: u64) -> Estate {
-    let mut estate = estate(seed, 24);
-    let tag = unique("s");
-    for guest in estate.endpoints[0].guests.values_mut() {
-        for snapshot in &mut guest.snapshots {
-            snapshot.name = format!("{}-{tag}", snapshot.name);
-            if let Some(parent) = &mut snapshot.parent {
-                *parent = format!("{parent}-{tag}");
-            }
-        }
-    }
-    estate
-}
 
 /// Devices, VMs and (whatever it does yet) storage, so backups and snapshots have owners.
 async fn prepare(w: &World) {
@@ -198,7 +183,7 @@ fn items_with(frames: &[(String, Value)], phase: &str, operation: &str) -> Vec<S
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn backups_and_snapshots_land_rerun_is_a_noop_and_deletes_are_exact() {
     let _serial = SERIAL.lock().await;
-    let Some(w) = world_with(unique_estate(41), |b| b).await else {
+    let Some(w) = world_with(estate_with_unique_snapshots(41, 24).0, |b| b).await else {
         return;
     };
     prepare(&w).await;
@@ -398,7 +383,7 @@ async fn backups_and_snapshots_land_rerun_is_a_noop_and_deletes_are_exact() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn failed_reads_delete_nothing_they_could_have_shown() {
     let _serial = SERIAL.lock().await;
-    let Some(w) = world_with(unique_estate(43), |b| b).await else {
+    let Some(w) = world_with(estate_with_unique_snapshots(43, 24).0, |b| b).await else {
         return;
     };
     prepare(&w).await;
@@ -527,7 +512,7 @@ async fn failed_reads_delete_nothing_they_could_have_shown() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_vanished_parent_is_cleared_and_a_guest_that_cannot_snapshot_has_none() {
     let _serial = SERIAL.lock().await;
-    let Some(w) = world_with(unique_estate(44), |b| b).await else {
+    let Some(w) = world_with(estate_with_unique_snapshots(44, 24).0, |b| b).await else {
         return;
     };
     prepare(&w).await;

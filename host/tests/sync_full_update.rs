@@ -23,12 +23,13 @@ mod common;
 use std::collections::{BTreeMap, BTreeSet};
 
 use common::sse;
-use common::world::{World, estate, now_iso, operations, summary, unique, world_with};
+use common::world::{
+    World, estate_with_unique_snapshots, now_iso, operations, summary, unique, world_with,
+};
 use futures::StreamExt;
 use proxbox_host::sync::apply::list_by;
 use proxmox_sim::{
-    Backup, EndpointState, Estate, Guest, GuestType, Snapshot, is_disk_key, is_mp_key, parse_size,
-    prop_get,
+    Backup, EndpointState, Guest, GuestType, Snapshot, is_disk_key, is_mp_key, parse_size, prop_get,
 };
 use serde_json::Value;
 
@@ -53,23 +54,6 @@ const VM_STATE: &str = "plugins/proxbox/sync-state/virtual-machines/";
 const DISKS: &str = "virtualization/virtual-disks/";
 const BACKUPS: &str = "plugins/proxbox/backups/";
 const SNAPSHOTS: &str = "plugins/proxbox/snapshots/";
-
-/// A one-cluster estate of `guests` guests whose snapshot names end in a tag unique to
-/// this run (returned too): the plugin keeps snapshot records unique by `(vmid, name,
-/// node)` across all of NetBox, and every test world has the same node names and VMIDs.
-fn unique_estate(seed: u64, guests: usize) -> (Estate, String) {
-    let mut estate = estate(seed, guests);
-    let tag = unique("s");
-    for guest in estate.endpoints[0].guests.values_mut() {
-        for snapshot in &mut guest.snapshots {
-            snapshot.name = format!("{}-{tag}", snapshot.name);
-            if let Some(parent) = &mut snapshot.parent {
-                *parent = format!("{parent}-{tag}");
-            }
-        }
-    }
-    (estate, tag)
-}
 
 // ---------------------------------------------------------------------------------------
 // What NetBox should hold, from the simulator's state.
@@ -690,7 +674,7 @@ fn uniquely_named(state: &EndpointState, guest: &Guest) -> bool {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_full_update_of_200_guests_lands_then_reruns_idle_then_lands_exactly_the_changes() {
-    let (estate, tag) = unique_estate(61, 200);
+    let (estate, tag) = estate_with_unique_snapshots(61, 200);
     let Some(w) = world_with(estate, |b| b).await else {
         return;
     };

@@ -15,29 +15,13 @@
 
 mod common;
 
-use common::world::{World, estate, operations, summary, unique, world_with};
+use common::world::{World, estate_with_unique_snapshots, operations, summary, unique, world_with};
 use proxbox_host::server::AppStateBuilder;
 use reqwest::Method;
 use serde_json::{Value, json};
 
 const FULL_UPDATE: &str = "/full-update/stream";
 const PRUNE: &str = "&delete_nonexistent_backup=true&delete_nonexistent_snapshot=true";
-
-/// The world's estate, with snapshot names unique to this run (the plugin keeps snapshot
-/// records unique by VMID, name and node across NetBox).
-fn world_estate(guests: usize) -> proxmox_sim::Estate {
-    let mut estate = estate(61, guests);
-    let tag = unique("v");
-    for guest in estate.endpoints[0].guests.values_mut() {
-        for snapshot in &mut guest.snapshots {
-            snapshot.name = format!("{}-{tag}", snapshot.name);
-            if let Some(parent) = &mut snapshot.parent {
-                *parent = format!("{parent}-{tag}");
-            }
-        }
-    }
-    estate
-}
 
 /// A full update; asserts no failure. Returns the frames and the `complete` result.
 async fn full_update(w: &World) -> (Vec<(String, Value)>, Value) {
@@ -78,7 +62,7 @@ fn created_updated(frames: &[(String, Value)], phase: &str) -> (u64, u64) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn kept_lists_follow_foreign_changes_and_steady_runs_read_less() {
-    let estate = world_estate(40);
+    let (estate, _) = estate_with_unique_snapshots(61, 40);
     let Some(w) = world_with(estate.clone(), |b| b).await else {
         return;
     };

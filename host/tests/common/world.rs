@@ -92,6 +92,23 @@ pub fn estate(seed: u64, guests: usize) -> Estate {
     estate
 }
 
+/// A one-cluster estate (see [`estate`]) whose snapshot names end in a tag unique to this
+/// run (returned too): the plugin keeps snapshot records unique by `(vmid, name, node)`
+/// across all of NetBox, and every test world has the same node names and VMIDs.
+pub fn estate_with_unique_snapshots(seed: u64, guests: usize) -> (Estate, String) {
+    let mut estate = estate(seed, guests);
+    let tag = unique("s");
+    for guest in estate.endpoints[0].guests.values_mut() {
+        for snapshot in &mut guest.snapshots {
+            snapshot.name = format!("{}-{tag}", snapshot.name);
+            if let Some(parent) = &mut snapshot.parent {
+                *parent = format!("{parent}-{tag}");
+            }
+        }
+    }
+    (estate, tag)
+}
+
 /// Proxmox, NetBox and the host.
 pub struct World {
     /// NetBox.
