@@ -28,7 +28,7 @@ use crate::events::{ErrorCategory, ErrorDetail, EventSink, Failure};
 use crate::mapper::v1::DesiredBackup;
 use crate::mapper::{Kind, MapInput, MapOutput};
 use crate::netbox::prerequisites::OWNERSHIP_TAG_SLUG;
-use crate::netbox::reconcile::{Desired, normalise};
+use crate::netbox::reconcile::{Desired, KindSpec, normalise};
 use crate::netbox::vms::VM_PATH;
 use crate::netbox::{NetBoxClient, NetBoxError};
 use crate::normalize;
@@ -213,28 +213,24 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
         })
         .collect();
     let spec = per_vm_spec(BACKUP_PATH, "volume_id", &OWNED);
-    let fields = list_fields(
-        &spec,
+    let Reconciled {
+        existing,
+        count,
+        matched,
+    } = reconcile_records(
+        run,
+        &mut phase,
+        RecordKind {
+            spec: &spec,
+            also: &["virtual_machine", "volume_id", "storage"],
+            time_field: "creation_time",
+        },
         &desired,
-        &["virtual_machine", "volume_id", "storage"],
-    );
-    let mut existing = records_of(netbox, BACKUP_PATH, &listed_vms, fields)
-        .await
-        .map_err(|e| netbox_failure(sink, PHASE, e))?;
-    canonicalise_times(&mut existing, "creation_time");
-    let result = reconcile_kind(netbox, &spec, &desired, &existing, false, dry_run).await;
-    let mut count = 0;
-    let mut matched = BTreeSet::new();
-    for (index, (found_index, _, _)) in wants.iter().enumerate() {
-        let (outcome, id) = result.outcome(index);
-        if let Some(id) = id {
-            matched.insert(id);
-            if !matches!(outcome, Outcome::Failed(_)) {
-                count += 1;
-            }
-        }
-        phase.item(&item_of(*found_index).clone().with_id(id), outcome);
-    }
+        &listed_vms,
+        |index| item_of(wants[index].0),
+    )
+    .await
+    .map_err(|e| netbox_failure(sink, PHASE, e))?;
 
     if deleting {
         let mut seen: BTreeSet<&str> = found
@@ -607,6 +603,68 @@ impl StorageLinks {
         let cluster = self.clusters.get(&vm)?;
         self.storages.get(&(*cluster, storage.to_string())).copied()
     }
+}
+
+/// A plugin record kind that belongs to VMs, as [`reconcile_records`] reads it.
+pub struct RecordKind<'a> {
+    /// How records are matched and which fields are ours.
+    pub spec: &'a KindSpec,
+    /// Fields read besides the owned ones (identity, what the stage reads).
+    pub also: &'a [&'a str],
+    /// The time field made canonical before comparing.
+    pub time_field: &'a str,
+}
+
+/// What [`reconcile_records`] found and did.
+pub struct Reconciled {
+    /// The records of the listed VMs, as NetBox held them before the writes.
+    pub existing: Vec<Value>,
+    /// Desired records that now exist as desired.
+    pub count: usize,
+    /// Ids of existing records some desired record matched.
+    pub matched: BTreeSet<u64>,
+}
+
+/// Reconcile `desired` records of `kind` against the records of the NetBox VMs `vms`,
+/// and report each desired record's outcome under the item `item_of` gives its index.
+pub async fn reconcile_records<'i>(
+    run: &SyncRun,
+    phase: &mut Phase,
+    kind: RecordKind<'_>,
+    desired: &[Desired],
+    vms: &BTreeSet<u64>,
+    item_of: impl Fn(usize) -> &'i Item,
+) -> Result<Reconciled, NetBoxError> {
+    let netbox = &run.netbox;
+    let fields = list_fields(kind.spec, desired, kind.also);
+    let mut existing = records_of(netbox, &kind.spec.path, vms, fields).await?;
+    canonicalise_times(&mut existing, kind.time_field);
+    let result = reconcile_kind(
+        netbox,
+        kind.spec,
+        desired,
+        &existing,
+        false,
+        run.options.dry_run,
+    )
+    .await;
+    let mut count = 0;
+    let mut matched = BTreeSet::new();
+    for index in 0..desired.len() {
+        let (outcome, id) = result.outcome(index);
+        if let Some(id) = id {
+            matched.insert(id);
+            if !matches!(outcome, Outcome::Failed(_)) {
+                count += 1;
+            }
+        }
+        phase.item(&item_of(index).clone().with_id(id), outcome);
+    }
+    Ok(Reconciled {
+        existing,
+        count,
+        matched,
+    })
 }
 
 /// Up to this many VMs, their records are read VM by VM; beyond, all records at once.

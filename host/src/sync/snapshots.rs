@@ -14,10 +14,10 @@ use std::collections::{BTreeMap, BTreeSet};
 use futures::future::join_all;
 use serde_json::{Map, Value, json};
 
-use super::apply::{list_fields, per_vm_spec, reconcile_kind};
+use super::apply::per_vm_spec;
 use super::backups::{
-    Owners, StorageLinks, canonical_time, canonicalise_times, delete_reported, endpoint_id,
-    has_owner_tag, missing_plugin, netbox_failure, records_of, wanted_vms,
+    Owners, Reconciled, RecordKind, StorageLinks, canonical_time, delete_reported, endpoint_id,
+    has_owner_tag, missing_plugin, netbox_failure, reconcile_records, wanted_vms,
 };
 use super::devices::tag_ids;
 use super::mapping::{self, map_batch};
@@ -207,24 +207,24 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
         })
         .collect();
     let spec = per_vm_spec(SNAPSHOT_PATH, "name", &OWNED);
-    let fields = list_fields(&spec, &desired, &["virtual_machine", "name"]);
-    let mut existing = records_of(netbox, SNAPSHOT_PATH, &listed_vms, fields)
-        .await
-        .map_err(|e| netbox_failure(sink, PHASE, e))?;
-    canonicalise_times(&mut existing, "snaptime");
-    let result = reconcile_kind(netbox, &spec, &desired, &existing, false, dry_run).await;
-    let mut count = 0;
-    let mut matched = BTreeSet::new();
-    for (index, (found_index, _, _)) in wants.iter().enumerate() {
-        let (outcome, id) = result.outcome(index);
-        if let Some(id) = id {
-            matched.insert(id);
-            if !matches!(outcome, Outcome::Failed(_)) {
-                count += 1;
-            }
-        }
-        phase.item(&item_of(*found_index).clone().with_id(id), outcome);
-    }
+    let Reconciled {
+        existing,
+        count,
+        matched,
+    } = reconcile_records(
+        run,
+        &mut phase,
+        RecordKind {
+            spec: &spec,
+            also: &["virtual_machine", "name"],
+            time_field: "snaptime",
+        },
+        &desired,
+        &listed_vms,
+        |index| item_of(wants[index].0),
+    )
+    .await
+    .map_err(|e| netbox_failure(sink, PHASE, e))?;
 
     if deleting {
         let doomed: Vec<(u64, String)> = existing
