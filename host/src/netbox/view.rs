@@ -74,6 +74,13 @@ pub const DERIVED: [(&str, &str, &str, &str); 2] = [
     ),
 ];
 
+/// Kept objects that others point at, with the field that points: deleting one deletes
+/// (or changes) the objects pointing at it in the same request, which the view re-reads.
+pub const REFERENCED: [(&str, &str); 2] = [
+    (VM_PATH, "virtual_machine"),
+    ("virtualization/virtual-disks/", "virtual_disk"),
+];
+
 /// Types whose foreign changes can change kept objects without a change record of them:
 /// a cluster's site is copied to its VMs in SQL; tags and custom fields are part of
 /// every object.
@@ -358,6 +365,7 @@ impl NetBoxView {
         let mut report = Refresh::default();
         let mut dirty: Vec<(&'static str, u64)> = Vec::new();
         let mut parents_of: Vec<u64> = Vec::new();
+        let mut deleted_parents: Vec<(&'static str, u64)> = Vec::new();
         {
             let mut state = self.lock();
             let noting = state.entries.is_empty();
@@ -405,6 +413,9 @@ impl NetBoxView {
                 }
                 if let Some(path) = kept {
                     dirty.push((path, id));
+                    if action == "delete" {
+                        deleted_parents.push((path, id));
+                    }
                 }
                 if DERIVED.iter().any(|(t, ..)| *t == kind) {
                     if let Some(change_id) = change.get("id").and_then(Value::as_u64) {
@@ -429,6 +440,9 @@ impl NetBoxView {
         }
         let max_age = self.max_age;
         state.entries.retain(|_, e| e.read_at.elapsed() < max_age);
+        for (path, id) in deleted_parents {
+            mark_referencing(&mut state, path, &[id]);
+        }
         for (path, id) in dirty {
             let mut marked = false;
             for ((p, _), entry) in state.entries.iter_mut() {
@@ -631,6 +645,9 @@ impl NetBoxView {
                 entry.dirty.remove(id);
             }
         }
+        if !deleted.is_empty() {
+            mark_referencing(&mut state, &collection, &deleted);
+        }
         if is_kept {
             touched.extend(
                 written
@@ -671,6 +688,31 @@ impl NetBoxView {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// Mark for a re-read every kept object that points (by a [`REFERENCED`] field) at one
+/// of the `deleted` objects at `path`.
+fn mark_referencing(state: &mut State, path: &str, deleted: &[u64]) {
+    let Some((_, field)) = REFERENCED.iter().find(|(p, _)| *p == path) else {
+        return;
+    };
+    let needle = format!("\"{field}\":");
+    for ((p, _), entry) in state.entries.iter_mut() {
+        if p == path {
+            continue;
+        }
+        let pointing: Vec<u64> = entry
+            .objects
+            .iter()
+            .filter(|(_, text)| text.contains(&needle))
+            .filter_map(|(id, text)| {
+                let object: Value = serde_json::from_str(text).ok()?;
+                let target = object.get(*field).map(normalise)?.as_u64()?;
+                deleted.contains(&target).then_some(*id)
+            })
+            .collect();
+        entry.dirty.extend(pointing);
     }
 }
 
