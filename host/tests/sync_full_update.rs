@@ -728,9 +728,22 @@ async fn a_full_update_of_200_guests_lands_then_reruns_idle_then_lands_exactly_t
 
     // 2. Re-run: no NetBox write, every synced object reported unchanged.
     let since = now_iso();
+    w.sim.reset_counters();
     let started = std::time::Instant::now();
     let frames = full_update(&w, PRUNE).await;
     eprintln!("no-op full update: {:?}", started.elapsed());
+    // The six stages share one read of the estate: the inventory and each guest's
+    // config are read once per run.
+    assert_eq!(w.sim.request_count("/cluster/resources"), 1);
+    for guest in state.guests.values() {
+        let config = format!(
+            "/nodes/{}/{}/{}/config",
+            guest.node,
+            guest.guest_type.as_str(),
+            guest.vmid
+        );
+        assert_eq!(w.sim.request_count(&config), 1, "{config}");
+    }
     assert_eq!(
         netbox_writes(&frames),
         0,

@@ -244,10 +244,8 @@ pub async fn read_configs(
     client: &ProxmoxClient,
     inventory: &Inventory,
 ) -> (Vec<(ClusterResource, GuestConfig)>, Completeness) {
-    per_guest(inventory, |node, kind, vmid| async move {
-        client.guest_config(&node, kind, vmid).await
-    })
-    .await
+    let results = each_config(client, &inventory.guests).await;
+    tally(inventory, inventory.guests.iter().zip(results))
 }
 
 /// Read the snapshots of each guest; failures are recorded, not fatal. A guest whose
@@ -273,16 +271,44 @@ where
     F: Fn(String, GuestKind, u32) -> Fut,
     Fut: std::future::Future<Output = Result<T, ProxmoxError>>,
 {
-    let mut completeness = inventory.completeness.clone();
-    let guests: Vec<&ClusterResource> = inventory.guests.iter().collect();
-    let reads = join_all(guests.iter().map(|g| {
+    let results = each_guest(&inventory.guests, read).await;
+    tally(inventory, inventory.guests.iter().zip(results))
+}
+
+/// Read the config of each of `guests` (bounded by the client's concurrency), one
+/// result per guest in their order.
+pub async fn each_config(
+    client: &ProxmoxClient,
+    guests: &[ClusterResource],
+) -> Vec<Result<GuestConfig, ProxmoxError>> {
+    each_guest(guests, |node, kind, vmid| async move {
+        client.guest_config(&node, kind, vmid).await
+    })
+    .await
+}
+
+async fn each_guest<T, F, Fut>(guests: &[ClusterResource], read: F) -> Vec<Result<T, ProxmoxError>>
+where
+    F: Fn(String, GuestKind, u32) -> Fut,
+    Fut: std::future::Future<Output = Result<T, ProxmoxError>>,
+{
+    join_all(guests.iter().map(|g| {
         let node = g.node.clone().unwrap_or_default();
         let kind = g.guest_kind().unwrap_or(GuestKind::Qemu);
         read(node, kind, g.vmid.unwrap_or_default())
     }))
-    .await;
+    .await
+}
+
+/// The per-guest results of a read of `inventory`'s guests as what was read and how
+/// completely: a failed guest is recorded (and marks its node failed) and left out.
+pub fn tally<'a, T, E: std::fmt::Display>(
+    inventory: &Inventory,
+    results: impl IntoIterator<Item = (&'a ClusterResource, Result<T, E>)>,
+) -> (Vec<(ClusterResource, T)>, Completeness) {
+    let mut completeness = inventory.completeness.clone();
     let mut out = Vec::new();
-    for (guest, result) in guests.into_iter().zip(reads) {
+    for (guest, result) in results {
         match result {
             Ok(value) => out.push((guest.clone(), value)),
             Err(e) => {

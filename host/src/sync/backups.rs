@@ -319,7 +319,7 @@ async fn read_endpoint<'a>(read: &'a EndpointRead<'a>) -> EndpointBackups<'a> {
     };
     out.listed = true;
     let (configs, unknown) = complete_configs(client, listed, &mut out.failures).await;
-    let (backups, completeness) = read_backups(client, &read.inventory, &configs).await;
+    let (backups, completeness) = read_backups(client, read.inventory, &configs).await;
     for ((node, storage), why) in &completeness.storages_failed {
         out.failures
             .push((format!("{node}/{storage}"), why.clone()));

@@ -5,6 +5,7 @@
 //!   Proxmox sessions, mappers, options), prepared before the stream starts so that
 //!   configuration errors are plain JSON errors.
 //! - [`options`]: the plugin's query parameters.
+//! - [`proxmox_reads`]: the run's Proxmox reads, made once and shared by its stages.
 //! - [`mapping`]: mappers over batches, off the async runtime.
 //! - [`resolve`]: natural keys (slugs, names) to NetBox ids.
 //! - [`report`]: per-object `item_progress`, `phase_summary` and legacy frames.
@@ -17,6 +18,7 @@ pub mod disks;
 pub mod full_update;
 pub mod mapping;
 pub mod options;
+pub mod proxmox_reads;
 pub mod report;
 pub mod resolve;
 pub mod snapshots;
@@ -64,6 +66,8 @@ pub struct SyncRun {
     pub run_id: String,
     /// What bringing the NetBox view up to date found at the start of the run.
     pub view: Refresh,
+    /// What the run read from Proxmox, shared by its stages.
+    pub proxmox: proxmox_reads::ProxmoxReads,
     /// The VM sync-state records, read once per run and shared by its stages.
     vm_states: tokio::sync::Mutex<Option<Arc<Vec<Value>>>>,
 }
@@ -126,6 +130,7 @@ impl SyncRun {
             now,
             run_id,
             view,
+            proxmox: proxmox_reads::ProxmoxReads::default(),
             vm_states: tokio::sync::Mutex::new(None),
         })
     }
@@ -238,19 +243,19 @@ pub struct StageSummary {
 pub struct EndpointRead<'a> {
     /// The session it was read through.
     pub session: &'a Session,
-    /// What was read.
-    pub inventory: Inventory,
+    /// What was read (shared by the run's stages).
+    pub inventory: &'a Inventory,
 }
 
-/// Read the inventory of every session; an endpoint that cannot be read is reported
-/// (`error_detail`) and left out, so its objects are neither written nor deleted.
+/// The inventory of every session (read once per run); an endpoint that cannot be read
+/// is reported (`error_detail`) and left out, so its objects are neither written nor
+/// deleted.
 pub async fn read_inventories<'a>(
     run: &'a SyncRun,
     sink: &EventSink,
     phase: &str,
 ) -> Vec<EndpointRead<'a>> {
-    let reads =
-        futures::future::join_all(run.sessions.iter().map(|s| Inventory::read(&s.client))).await;
+    let reads = run.proxmox.inventories(&run.sessions).await;
     let mut out = Vec::new();
     for (session, read) in run.sessions.iter().zip(reads) {
         match read {
@@ -261,7 +266,7 @@ pub async fn read_inventories<'a>(
                     format!("Cannot read Proxmox endpoint '{}'", session.endpoint.name),
                 );
                 detail.phase = Some(phase.to_string());
-                detail.detail = Some(e.to_string());
+                detail.detail = Some(e.clone());
                 sink.emit(detail);
             }
         }

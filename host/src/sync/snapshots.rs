@@ -29,7 +29,7 @@ use crate::mapper::v1::{DesiredSnapshot, GuestType};
 use crate::mapper::{Kind, MapInput, MapOutput};
 use crate::netbox::reconcile::{Desired, normalise};
 use crate::normalize;
-use crate::proxmox::inventory::{read_configs, read_snapshots};
+use crate::proxmox::inventory::read_snapshots;
 use crate::proxmox::models::{ClusterResource, GuestConfig, GuestKind, Snapshot};
 
 /// Stage and phase name.
@@ -357,7 +357,7 @@ async fn read_endpoint<'a>(
             .get(&g.vmid.unwrap_or_default())
             .is_some_and(|s| !s.is_empty())
     });
-    let (configs, _) = read_configs(client, &inventory).await;
+    let (configs, _) = run.proxmox.configs(read.session, &inventory).await;
     let mut storages: BTreeMap<u32, Option<String>> = configs
         .into_iter()
         .map(|(resource, config)| {

@@ -23,7 +23,6 @@ use crate::netbox::NetBoxClient;
 use crate::netbox::reconcile::Desired;
 use crate::netbox::vms::{self, IDENTITY_KEY, VM_PATH, VM_STATE_PATH, VmIdentity, identity_of};
 use crate::normalize;
-use crate::proxmox::inventory::read_configs;
 use crate::proxmox::models::{ClusterResource, GuestKind};
 
 /// Stage and phase name.
@@ -86,7 +85,7 @@ pub async fn read_guests<'a>(
             };
             mode != SyncMode::Disabled && wanted.is_none_or(|w| w.contains(&identity))
         });
-        let (configs, completeness) = read_configs(&read.session.client, &inventory).await;
+        let (configs, completeness) = run.proxmox.configs(read.session, &inventory).await;
         let mut by_vmid: BTreeMap<u32, _> = configs
             .into_iter()
             .map(|(resource, config)| (resource.vmid.unwrap_or_default(), config))
