@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::mapper::v1::{ClusterMode, Context, GuestType};
+use crate::mapper::v1::{ClusterMode, Context, GuestType, PrimaryCandidate, PrimaryOwner};
 use crate::mapper::{FailReason, Kind, MapError, MapInput, MapperInstance};
-use crate::normalize::{self, NormalizeError, as_str, as_u64};
+use crate::normalize::{self, NormalizeError, as_str, as_u64, network};
 
 /// `now` of a case whose context sets none, so golden outputs are reproducible.
 pub const DEFAULT_NOW: &str = "2026-01-01T00:00:00Z";
@@ -165,6 +165,88 @@ impl ObjectFile {
                     .clone()
                     .ok_or_else(|| NormalizeError::new("snapshot source needs \"node\""))?;
                 MapInput::Snapshot(normalize::snapshot(snapshot, vmid, guest_type, &node_name)?)
+            }
+            Kind::NodeInterface => {
+                let node_name = node
+                    .clone()
+                    .ok_or_else(|| NormalizeError::new("node-interface source needs \"node\""))?;
+                let entries = field("network").and_then(Value::as_array).ok_or_else(|| {
+                    NormalizeError::new("node-interface source needs \"network\" (a list)")
+                })?;
+                let wanted = as_str(field("iface"));
+                let mut inputs = network::node_interfaces(&node_name, entries).into_iter();
+                let input = match wanted {
+                    Some(name) => inputs
+                        .find(|r| r.as_ref().is_ok_and(|i| i.name == name))
+                        .ok_or_else(|| {
+                            NormalizeError::new(format!("\"network\" has no interface `{name}`"))
+                        })??,
+                    None if entries.len() == 1 => inputs.next().expect("one entry")?,
+                    None => {
+                        return Err(NormalizeError::new(
+                            "node-interface source needs \"iface\" (the interface to map)",
+                        ));
+                    }
+                };
+                MapInput::NodeInterface(input)
+            }
+            Kind::VmInterface | Kind::IpAddress => {
+                let resource = field("resource").cloned().unwrap_or(Value::Null);
+                let guest_type = parse_guest_type(field("type"))?;
+                let guest =
+                    normalize::guest(&resource, field("config"), guest_type, node.as_deref())?;
+                node.get_or_insert_with(|| guest.node.clone());
+                let observed = match (field("agent"), field("interfaces")) {
+                    (Some(agent), _) => network::agent_interfaces(agent),
+                    (None, Some(list)) => network::container_interfaces(list),
+                    (None, None) => None,
+                };
+                let nics = network::guest_nics(&guest, field("config"), observed.as_deref());
+                if kind == Kind::IpAddress
+                    && field("primary").and_then(Value::as_bool) == Some(true)
+                {
+                    let candidates = nics
+                        .iter()
+                        .flat_map(|nic| {
+                            let name = nic.nic.name.clone().unwrap_or_else(|| nic.nic.key.clone());
+                            network::nic_addresses(nic)
+                                .into_iter()
+                                .map(move |a| PrimaryCandidate {
+                                    interface_name: name.clone(),
+                                    address: a.address,
+                                    family: a.family,
+                                    scope: a.scope,
+                                })
+                        })
+                        .collect();
+                    MapInput::PrimaryIp(PrimaryOwner::Guest(guest), candidates)
+                } else {
+                    let key = as_str(field("nic")).ok_or_else(|| {
+                        NormalizeError::new(format!("{kind} source needs \"nic\" (a config key)"))
+                    })?;
+                    let nic = nics.into_iter().find(|n| n.nic.key == key).ok_or_else(|| {
+                        NormalizeError::new(format!("guest config has no `{key}`"))
+                    })?;
+                    if kind == Kind::VmInterface {
+                        MapInput::VmInterface(guest, nic)
+                    } else {
+                        let addresses = network::nic_addresses(&nic);
+                        let address = match as_str(field("address")) {
+                            Some(text) => addresses
+                                .into_iter()
+                                .find(|a| {
+                                    a.address == text || a.address.split('/').next() == Some(&text)
+                                })
+                                .ok_or_else(|| {
+                                    NormalizeError::new(format!("`{key}` has no address `{text}`"))
+                                })?,
+                            None => addresses.into_iter().next().ok_or_else(|| {
+                                NormalizeError::new(format!("`{key}` has no address"))
+                            })?,
+                        };
+                        MapInput::IpAddress(guest, nic, address)
+                    }
+                }
             }
         };
 

@@ -29,6 +29,16 @@ const REQUIRED_CASES: &[&str] = &[
     "backup/pbs-vm-encrypted-verified",
     "snapshot/qemu-current-skipped",
     "snapshot/lxc-with-parent",
+    "node-interface/bond-member",
+    "node-interface/vlan-subinterface-string-vid",
+    "node-interface/ovs-port-of-ovs-bridge",
+    "vm-interface/qemu-e1000-tag-trunks-link-down",
+    "vm-interface/qemu-mtu-from-bridge",
+    "vm-interface/lxc-named-eth0",
+    "ip-address/agent-alias-merged-into-parent",
+    "ip-address/lxc-dhcp-from-running-container",
+    "ip-address/lxc-link-local-skipped",
+    "ip-address/primary-first-usable-per-family",
 ];
 
 #[test]
@@ -54,6 +64,9 @@ fn golden_corpus_passes_on_every_default_mapper() {
         "storage",
         "backup",
         "snapshot",
+        "node-interface",
+        "vm-interface",
+        "ip-address",
     ] {
         let passed = stdout
             .lines()

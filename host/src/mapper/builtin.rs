@@ -19,5 +19,8 @@ pub fn default_component(kind: Kind) -> (&'static str, &'static [u8]) {
         Kind::Storage => embedded!("proxbox_mapper_storage.wasm"),
         Kind::Backup => embedded!("proxbox_mapper_backup.wasm"),
         Kind::Snapshot => embedded!("proxbox_mapper_snapshot.wasm"),
+        Kind::NodeInterface => embedded!("proxbox_mapper_node_interface.wasm"),
+        Kind::VmInterface => embedded!("proxbox_mapper_vm_interface.wasm"),
+        Kind::IpAddress => embedded!("proxbox_mapper_ip_address.wasm"),
     }
 }

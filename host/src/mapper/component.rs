@@ -31,6 +31,9 @@ pub(crate) struct KindIndices {
     pub storage: Option<v1::exports::proxbox::mapper::storage::GuestIndices>,
     pub backup: Option<v1::exports::proxbox::mapper::backup::GuestIndices>,
     pub snapshot: Option<v1::exports::proxbox::mapper::snapshot::GuestIndices>,
+    pub node_interface: Option<v1::exports::proxbox::mapper::node_interface::GuestIndices>,
+    pub vm_interface: Option<v1::exports::proxbox::mapper::vm_interface::GuestIndices>,
+    pub ip_address: Option<v1::exports::proxbox::mapper::ip_address::GuestIndices>,
 }
 
 /// What `mapper check` reports about a component.
@@ -111,6 +114,18 @@ impl MapperComponent {
                 }
                 Kind::Snapshot => {
                     indices.snapshot = Some(x::snapshot::GuestIndices::new(&pre).map_err(link_err)?)
+                }
+                Kind::NodeInterface => {
+                    indices.node_interface =
+                        Some(x::node_interface::GuestIndices::new(&pre).map_err(link_err)?)
+                }
+                Kind::VmInterface => {
+                    indices.vm_interface =
+                        Some(x::vm_interface::GuestIndices::new(&pre).map_err(link_err)?)
+                }
+                Kind::IpAddress => {
+                    indices.ip_address =
+                        Some(x::ip_address::GuestIndices::new(&pre).map_err(link_err)?)
                 }
             }
         }
@@ -197,11 +212,6 @@ fn kinds_and_version(
                 "it needs a newer host; upgrade proxbox-host or rebuild the mapper against this host's `wit/`",
             ));
         }
-        if (parsed.1, parsed.2) < (minor, patch) {
-            return Err(incompatible(
-                "rebuild it against this host's `wit/` (older minor versions are not bound yet)",
-            ));
-        }
         if let Some(v) = &version
             && v != found
         {
@@ -260,8 +270,22 @@ mod tests {
             err.to_string().contains("targets proxbox:mapper@2.0.0"),
             "{err}"
         );
-        let err = kinds_and_version("c", &names(&["proxbox:mapper/device@1.1.0"])).unwrap_err();
+        let err = kinds_and_version("c", &names(&["proxbox:mapper/device@1.2.0"])).unwrap_err();
         assert!(err.to_string().contains("needs a newer host"), "{err}");
+    }
+
+    #[test]
+    fn accepts_an_older_minor_version() {
+        let (version, kinds) = kinds_and_version(
+            "c",
+            &names(&[
+                "proxbox:mapper/virtual-machine@1.0.0",
+                "proxbox:mapper/snapshot@1.0.0",
+            ]),
+        )
+        .unwrap();
+        assert_eq!(version, "1.0.0");
+        assert_eq!(kinds.len(), 2);
     }
 
     #[test]

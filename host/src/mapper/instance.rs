@@ -28,6 +28,14 @@ pub enum MapInput {
     Backup(v1::BackupInput),
     /// A snapshot.
     Snapshot(v1::SnapshotInput),
+    /// A node network interface.
+    NodeInterface(v1::NodeInterfaceInput),
+    /// One NIC of a guest.
+    VmInterface(v1::GuestInput, v1::GuestNicInput),
+    /// One address of one NIC of a guest.
+    IpAddress(v1::GuestInput, v1::GuestNicInput, v1::AddressInput),
+    /// The primary-IP candidates of a VM or device (the `ip-address` kind).
+    PrimaryIp(v1::PrimaryOwner, Vec<v1::PrimaryCandidate>),
 }
 
 impl MapInput {
@@ -40,6 +48,9 @@ impl MapInput {
             MapInput::Storage(_) => Kind::Storage,
             MapInput::Backup(_) => Kind::Backup,
             MapInput::Snapshot(_) => Kind::Snapshot,
+            MapInput::NodeInterface(_) => Kind::NodeInterface,
+            MapInput::VmInterface(..) => Kind::VmInterface,
+            MapInput::IpAddress(..) | MapInput::PrimaryIp(..) => Kind::IpAddress,
         }
     }
 
@@ -59,6 +70,15 @@ impl MapInput {
             MapInput::Storage(s) => format!("storage {}", s.name),
             MapInput::Backup(b) => format!("backup {}", b.volid),
             MapInput::Snapshot(s) => format!("snapshot {} of {}", s.name, s.vmid),
+            MapInput::NodeInterface(i) => format!("interface {} of node {}", i.name, i.node),
+            MapInput::VmInterface(g, n) => format!("interface {} of {}", n.nic.key, guest(g)),
+            MapInput::IpAddress(g, n, a) => {
+                format!("address {} of {} of {}", a.address, n.nic.key, guest(g))
+            }
+            MapInput::PrimaryIp(v1::PrimaryOwner::Guest(g), _) => {
+                format!("primary IP of {}", guest(g))
+            }
+            MapInput::PrimaryIp(v1::PrimaryOwner::Node(n), _) => format!("primary IP of node {n}"),
         }
     }
 }
@@ -79,6 +99,14 @@ pub enum MapOutput {
     Backup(v1::DesiredBackup),
     /// A snapshot record.
     Snapshot(v1::DesiredSnapshot),
+    /// A device interface.
+    NodeInterface(v1::DesiredNodeInterface),
+    /// A VM interface.
+    VmInterface(v1::DesiredVmInterface),
+    /// An IP address.
+    IpAddress(v1::DesiredIpAddress),
+    /// The primary-IP choice.
+    PrimaryIp(v1::PrimaryChoice),
 }
 
 /// A successful call: the record (`None`: do not sync the object) and what it cost.
@@ -113,6 +141,9 @@ struct Guests {
     storage: Option<x::storage::Guest>,
     backup: Option<x::backup::Guest>,
     snapshot: Option<x::snapshot::Guest>,
+    node_interface: Option<x::node_interface::Guest>,
+    vm_interface: Option<x::vm_interface::Guest>,
+    ip_address: Option<x::ip_address::Guest>,
 }
 
 /// Get (loading once per instance) the typed export handle of one kind.
@@ -241,6 +272,26 @@ impl MapperInstance {
                 let g = guest!(live, component, snapshot);
                 g.call_map_snapshot(&mut live.store, ctx, snapshot)
                     .map(|r| r.map(|o| o.map(MapOutput::Snapshot)))
+            }
+            MapInput::NodeInterface(iface) => {
+                let g = guest!(live, component, node_interface);
+                g.call_map_node_interface(&mut live.store, ctx, iface)
+                    .map(|r| r.map(|o| o.map(MapOutput::NodeInterface)))
+            }
+            MapInput::VmInterface(guest, nic) => {
+                let g = guest!(live, component, vm_interface);
+                g.call_map_vm_interface(&mut live.store, ctx, guest, nic)
+                    .map(|r| r.map(|o| o.map(MapOutput::VmInterface)))
+            }
+            MapInput::IpAddress(guest, nic, address) => {
+                let g = guest!(live, component, ip_address);
+                g.call_map_vm_address(&mut live.store, ctx, guest, nic, address)
+                    .map(|r| r.map(|o| o.map(MapOutput::IpAddress)))
+            }
+            MapInput::PrimaryIp(owner, candidates) => {
+                let g = guest!(live, component, ip_address);
+                g.call_choose_primary(&mut live.store, ctx, owner, candidates)
+                    .map(|r| r.map(|c| Some(MapOutput::PrimaryIp(c))))
             }
         };
         let store = &live.store;

@@ -21,17 +21,26 @@ pub enum Kind {
     Backup,
     /// Guest snapshot -> plugin snapshot record.
     Snapshot,
+    /// Node network interface -> NetBox device interface (1.1).
+    NodeInterface,
+    /// Guest NIC -> NetBox VM interface (1.1).
+    VmInterface,
+    /// Guest address -> NetBox IP address, and the primary-IP choice (1.1).
+    IpAddress,
 }
 
 impl Kind {
     /// Every kind, in sync order.
-    pub const ALL: [Kind; 6] = [
+    pub const ALL: [Kind; 9] = [
         Kind::Device,
         Kind::Storage,
         Kind::VirtualMachine,
         Kind::VirtualDisk,
         Kind::Backup,
         Kind::Snapshot,
+        Kind::NodeInterface,
+        Kind::VmInterface,
+        Kind::IpAddress,
     ];
 
     /// The WIT interface name (`device`, `virtual-machine`, ...), also the CLI spelling.
@@ -43,6 +52,9 @@ impl Kind {
             Kind::Storage => "storage",
             Kind::Backup => "backup",
             Kind::Snapshot => "snapshot",
+            Kind::NodeInterface => "node-interface",
+            Kind::VmInterface => "vm-interface",
+            Kind::IpAddress => "ip-address",
         }
     }
 

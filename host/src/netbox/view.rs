@@ -146,6 +146,10 @@ struct State {
 struct Mark {
     id: u64,
     time: OffsetDateTime,
+    /// How many records the window of this mark (the `OVERLAP` before it, up to its id)
+    /// held when the mark was read: the next refresh reads the window again only when
+    /// that count grew (a late commit).
+    window: Option<u64>,
 }
 
 #[derive(Default)]
@@ -236,32 +240,24 @@ impl NetBoxView {
                 None,
             )
             .await?;
-        let head = head
+        let mut head = head
             .get("results")
             .and_then(Value::as_array)
             .and_then(|r| r.first())
             .and_then(mark_of);
+        // Counted before anything else is read, so every record it counts is visible to
+        // the reads below and taken into account by this refresh.
+        if let Some(head) = head.as_mut() {
+            head.window = Some(count(client, &window_of(head)).await?);
+        }
         let (previous, kept) = {
             let state = self.lock();
             (state.mark.clone(), !state.entries.is_empty())
         };
         let previous = match (kept, previous, &head) {
-            // Nothing kept yet: what is in NetBox now is read fresh; the records of the
-            // overlap before the head are only noted, so the next refresh skips them.
-            (false, _, Some(head)) => {
-                let window = [
-                    ("time_after", after(head.time)),
-                    ("id__lte", head.id.to_string()),
-                ];
-                if count(client, &window).await? > READ_ALL {
-                    return Ok((Some(head.clone()), Vec::new()));
-                }
-                let mut query = window.to_vec();
-                query.push(("fields", CHANGE_FIELDS.into()));
-                let noted = client.list_fresh(CHANGES_PATH, &query).await?;
-                return Ok((Some(head.clone()), noted));
-            }
-            (false, _, None) => return Ok((head, Vec::new())),
+            // Nothing kept yet: what is in NetBox now is read fresh, and the window count
+            // of the head lets the next refresh skip the overlap.
+            (false, _, _) => return Ok((head, Vec::new())),
             (true, previous, _) => previous,
         };
         // Lists are kept only after a refresh succeeded; no mark then means the log was empty.
@@ -273,12 +269,10 @@ impl NetBoxView {
         // A record older than the mark that was not visible then (its transaction
         // committed late): the overlap holds more records than were taken into account.
         if let Some(previous) = previous {
-            let start = previous.time - OVERLAP;
-            let window = [
-                ("time_after", after(previous.time)),
-                ("id__lte", previous.id.to_string()),
-            ];
+            let window = window_of(&previous);
+            let now = count(client, &window).await?;
             let known = {
+                let start = previous.time - OVERLAP;
                 let state = self.lock();
                 state
                     .processed
@@ -286,7 +280,7 @@ impl NetBoxView {
                     .filter(|(_, t)| **t >= start)
                     .count() as u64
             };
-            if count(client, &window).await? != known {
+            if previous.window != Some(now) && now != known {
                 let mut query = window.to_vec();
                 query.push(("fields", CHANGE_FIELDS.into()));
                 changes.extend(client.list_fresh(CHANGES_PATH, &query).await?);
@@ -724,7 +718,19 @@ fn after(time: OffsetDateTime) -> String {
 fn mark_of(record: &Value) -> Option<Mark> {
     let id = record.get("id")?.as_u64()?;
     let time = OffsetDateTime::parse(record.get("time")?.as_str()?, &Rfc3339).ok()?;
-    Some(Mark { id, time })
+    Some(Mark {
+        id,
+        time,
+        window: None,
+    })
+}
+
+/// The filter of the records in the `OVERLAP` before `mark`, up to its id.
+fn window_of(mark: &Mark) -> [(&'static str, String); 2] {
+    [
+        ("time_after", after(mark.time)),
+        ("id__lte", mark.id.to_string()),
+    ]
 }
 
 /// The number of change records matching `query`.

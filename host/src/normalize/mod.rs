@@ -8,6 +8,7 @@
 mod backup;
 mod guest;
 mod lenient;
+pub mod network;
 mod node;
 mod snapshot;
 mod storage;

@@ -447,12 +447,17 @@ async fn reconcile_clusters(
         });
         names.push(name.clone());
     }
+    // Only the fields the diff and the topology read: a full cluster carries VM counts
+    // and allocation sums that cost NetBox seconds per cluster of thousands of VMs.
     let existing = list_by(
         netbox,
         "virtualization/clusters/",
         "name",
         &names.iter().cloned().collect(),
-        &[],
+        &[(
+            "fields",
+            "id,name,type,description,tags,custom_fields,scope_type,scope_id,tenant".into(),
+        )],
     )
     .await?;
     let mut owned: BTreeSet<String> = ["name", "type"].into_iter().map(String::from).collect();

@@ -40,7 +40,8 @@ pub async fn ids_by(
     let mut out = BTreeMap::new();
     let values: Vec<&String> = values.iter().collect();
     for chunk in values.chunks(CHUNK) {
-        let query: Vec<(&str, String)> = chunk.iter().map(|v| (field, (*v).clone())).collect();
+        let mut query: Vec<(&str, String)> = chunk.iter().map(|v| (field, (*v).clone())).collect();
+        query.push(("fields", format!("id,{field}")));
         for object in client.list(path, &query).await? {
             if let (Some(key), Some(id)) = (
                 object.get(field).and_then(Value::as_str),

@@ -12,7 +12,7 @@
 //! - duplicate names: names equal ignoring case within one NetBox cluster get the
 //!   smallest free `" (N)"` suffix, never taking a name another NetBox VM holds.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde_json::{Value, json};
 
@@ -88,22 +88,38 @@ pub fn match_guests(
     sink: &EventSink,
 ) -> Matched {
     let mut matched = Matched::default();
-    for cluster in clusters.values_mut() {
+    // Per NetBox cluster: listed VM position by identity (the first one wins) and by id,
+    // so matching stays linear in the number of guests and VMs.
+    let mut by_identity: BTreeMap<String, HashMap<String, usize>> = BTreeMap::new();
+    let mut by_id: BTreeMap<String, HashMap<u64, usize>> = BTreeMap::new();
+    for (name, cluster) in clusters.iter_mut() {
         attach_identities(cluster, records);
+        let identities = by_identity.entry(name.clone()).or_default();
+        let ids = by_id.entry(name.clone()).or_default();
+        for (at, vm) in cluster.vms.iter().enumerate() {
+            if let Some(identity) = vm.get(IDENTITY_KEY) {
+                identities.entry(identity.to_string()).or_insert(at);
+            }
+            if let Some(id) = vm.get("id").and_then(Value::as_u64) {
+                ids.entry(id).or_insert(at);
+            }
+        }
     }
     for (index, want) in wants.iter().enumerate() {
         let Some(cluster) = clusters.get_mut(&want.cluster) else {
             continue;
         };
-        let identity = identity_of(&json!(cluster.id), &guests[want.guest].identity);
-        let found = cluster
-            .vms
-            .iter()
-            .position(|vm| vm.get(IDENTITY_KEY) == Some(&Value::Array(identity.clone())));
+        let identities = by_identity.entry(want.cluster.clone()).or_default();
+        let identity = Value::Array(identity_of(
+            &json!(cluster.id),
+            &guests[want.guest].identity,
+        ));
+        let found = identities.get(&identity.to_string()).copied();
         let found = found.or_else(|| {
             let at = adoptable(&cluster.vms, &guests[want.guest].identity)?;
             let vm = cluster.vms[at].as_object_mut()?;
-            vm.insert(IDENTITY_KEY.into(), Value::Array(identity));
+            identities.insert(identity.to_string(), at);
+            vm.insert(IDENTITY_KEY.into(), identity);
             matched.adopted.extend(vm.get("id").and_then(Value::as_u64));
             Some(at)
         });
@@ -118,11 +134,8 @@ pub fn match_guests(
                 continue;
             };
             let Some(current) = clusters.get(&want.cluster).and_then(|c| {
-                c.vms
-                    .iter()
-                    .find(|v| v.get("id").and_then(Value::as_u64) == Some(*vm))?
-                    .get("name")?
-                    .as_str()
+                let at = *by_id.get(&want.cluster)?.get(vm)?;
+                c.vms.get(at)?.get("name")?.as_str()
             }) else {
                 continue;
             };

@@ -4,6 +4,8 @@
 //! build machine; the component crates only convert between these values and the
 //! WIT records.
 
+pub mod network;
+
 /// Bytes in one MiB.
 pub const MIB: u64 = 1024 * 1024;
 
