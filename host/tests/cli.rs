@@ -167,7 +167,7 @@ fn mapper_check_lists_kinds_version_and_imports() {
     );
     assert_eq!(code, 0, "{stderr}");
     assert!(
-        stdout.contains("wit version: proxbox:mapper@1.0.0"),
+        stdout.contains("wit version: proxbox:mapper@1.1.0"),
         "{stdout}"
     );
     assert!(stdout.contains("kinds:       virtual-machine"), "{stdout}");

@@ -5,7 +5,9 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use proxbox_host::mapper::{Kind, Limits, LoadError, MapperEngine, MapperSet, default_component};
+use proxbox_host::mapper::{
+    Kind, Limits, LoadError, MapOutput, MapperEngine, MapperInstance, MapperSet, default_component,
+};
 
 fn engine() -> MapperEngine {
     MapperEngine::new(Limits::default(), None).expect("engine")
@@ -23,9 +25,33 @@ fn refuses_an_incompatible_major_version() {
     );
     let text = err.to_string();
     assert!(
-        text.contains("proxbox:mapper@2.0.0") && text.contains("proxbox:mapper@1.0.0"),
+        text.contains("proxbox:mapper@2.0.0") && text.contains("proxbox:mapper@1.1.0"),
         "{text}"
     );
+}
+
+#[test]
+fn a_component_built_against_1_0_loads_and_maps_beside_1_1_defaults() {
+    let engine = engine();
+    let legacy = common::test_component("legacy-1-0");
+    let component = engine.load_file(&legacy).expect("a 1.0 component loads");
+    assert_eq!(component.info().wit_version, "1.0.0");
+    assert_eq!(
+        component.kinds().iter().copied().collect::<Vec<_>>(),
+        vec![Kind::VirtualMachine]
+    );
+    let overrides = BTreeMap::from([(Kind::VirtualMachine, legacy)]);
+    let set = MapperSet::load(&engine, &overrides).expect("mapper set");
+    assert_eq!(set.component(Kind::VirtualMachine).info().wit_version, "1.0.0");
+    assert_eq!(set.component(Kind::IpAddress).info().wit_version, "1.1.0");
+    let mut instance = MapperInstance::new(set.component(Kind::VirtualMachine).clone());
+    let mapped = instance
+        .map(&common::mapper_context(), &common::mapper_guest(7, "web"))
+        .expect("maps");
+    match mapped.output {
+        Some(MapOutput::VirtualMachine(vm)) => assert_eq!(vm.name, "legacy-web"),
+        other => panic!("expected a VM, got {other:?}"),
+    }
 }
 
 #[test]
@@ -64,7 +90,7 @@ fn builtin_defaults_each_export_their_kind() {
             vec![kind],
             "{name}"
         );
-        assert_eq!(component.info().wit_version, "1.0.0");
+        assert_eq!(component.info().wit_version, "1.1.0");
         assert!(
             component
                 .info()

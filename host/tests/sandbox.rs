@@ -5,48 +5,15 @@ mod common;
 
 use std::time::Duration;
 
-use proxbox_host::mapper::v1::{ClusterMode, Context, GuestInput, GuestType};
+use proxbox_host::mapper::v1::Context;
 use proxbox_host::mapper::{FailReason, Limits, MapInput, MapOutput, MapperEngine, MapperInstance};
 
 fn context() -> Context {
-    Context {
-        endpoint_id: 1,
-        endpoint_name: "pve".into(),
-        cluster_name: "lab".into(),
-        cluster_mode: ClusterMode::Cluster,
-        node: "pve1".into(),
-        site_hint: None,
-        tenant_hint: None,
-        params: vec![],
-        now: "2026-01-01T00:00:00Z".into(),
-    }
+    common::mapper_context()
 }
 
 fn guest(vmid: u32, name: &str) -> MapInput {
-    MapInput::VirtualMachine(GuestInput {
-        vmid,
-        guest_type: GuestType::Qemu,
-        name: name.into(),
-        node: "pve1".into(),
-        status: "running".into(),
-        template: false,
-        vcpus: Some(2),
-        memory_bytes: None,
-        maxdisk_bytes: None,
-        tags: vec![],
-        pool: None,
-        lock: None,
-        onboot: None,
-        agent: None,
-        unprivileged: None,
-        ostype: None,
-        searchdomain: None,
-        hostname: None,
-        description: None,
-        disks: vec![],
-        nics: vec![],
-        raw: vec![],
-    })
+    common::mapper_guest(vmid, name)
 }
 
 fn limits() -> Limits {

@@ -89,3 +89,49 @@ pub fn run_host(args: &[&str], cache: &Path) -> (i32, String, String) {
         String::from_utf8_lossy(&out.stderr).into_owned(),
     )
 }
+
+/// A mapping context for component tests.
+pub fn mapper_context() -> proxbox_host::mapper::v1::Context {
+    use proxbox_host::mapper::v1::{ClusterMode, Context};
+    Context {
+        endpoint_id: 1,
+        endpoint_name: "pve".into(),
+        cluster_name: "lab".into(),
+        cluster_mode: ClusterMode::Cluster,
+        node: "pve1".into(),
+        site_hint: None,
+        tenant_hint: None,
+        params: vec![],
+        now: "2026-01-01T00:00:00Z".into(),
+    }
+}
+
+/// A minimal QEMU guest to map.
+pub fn mapper_guest(vmid: u32, name: &str) -> proxbox_host::mapper::MapInput {
+    use proxbox_host::mapper::MapInput;
+    use proxbox_host::mapper::v1::{GuestInput, GuestType};
+    MapInput::VirtualMachine(GuestInput {
+        vmid,
+        guest_type: GuestType::Qemu,
+        name: name.into(),
+        node: "pve1".into(),
+        status: "running".into(),
+        template: false,
+        vcpus: Some(2),
+        memory_bytes: None,
+        maxdisk_bytes: None,
+        tags: vec![],
+        pool: None,
+        lock: None,
+        onboot: None,
+        agent: None,
+        unprivileged: None,
+        ostype: None,
+        searchdomain: None,
+        hostname: None,
+        description: None,
+        disks: vec![],
+        nics: vec![],
+        raw: vec![],
+    })
+}
