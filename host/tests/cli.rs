@@ -201,3 +201,37 @@ fn example_site_mapper_passes_its_cases() {
     assert_eq!(code, 0, "{stdout}\n{stderr}");
     assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
 }
+
+#[test]
+fn example_ip_mapper_moves_the_primary_ip_into_the_preferred_subnet() {
+    let example = repo_root().join("examples").join("site-ip-mapper");
+    let component = common::example_ip_component();
+    let cache = tempfile::tempdir().expect("tempdir");
+    let cases = example.join("cases");
+    let (code, stdout, stderr) = run_host(
+        &[
+            "mapper",
+            "test",
+            "--component",
+            component.to_str().unwrap(),
+            cases.to_str().unwrap(),
+        ],
+        cache.path(),
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains("4 passed, 0 failed"), "{stdout}");
+
+    // The same guest with the built-in mapper: the primary stays on the first NIC.
+    let case = cases.join("primary-from-preferred-subnet.input.json");
+    let run = |extra: &[&str]| {
+        let mut args = vec!["mapper", "run", "--input", case.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        let (code, stdout, stderr) = run_host(&args, cache.path());
+        assert_eq!(code, 0, "{stderr}");
+        serde_json::from_str::<serde_json::Value>(&stdout).expect("JSON")
+    };
+    let default = run(&[]);
+    let site = run(&["--component", component.to_str().unwrap()]);
+    assert_eq!(default["value"]["ipv4"], "192.168.30.5/24");
+    assert_eq!(site["value"]["ipv4"], "203.0.113.31/24");
+}

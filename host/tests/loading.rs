@@ -42,7 +42,10 @@ fn a_component_built_against_1_0_loads_and_maps_beside_1_1_defaults() {
     );
     let overrides = BTreeMap::from([(Kind::VirtualMachine, legacy)]);
     let set = MapperSet::load(&engine, &overrides).expect("mapper set");
-    assert_eq!(set.component(Kind::VirtualMachine).info().wit_version, "1.0.0");
+    assert_eq!(
+        set.component(Kind::VirtualMachine).info().wit_version,
+        "1.0.0"
+    );
     assert_eq!(set.component(Kind::IpAddress).info().wit_version, "1.1.0");
     let mut instance = MapperInstance::new(set.component(Kind::VirtualMachine).clone());
     let mapped = instance

@@ -62,12 +62,20 @@ pub fn test_component(name: &str) -> PathBuf {
     dir.join(format!("{}.wasm", name.replace('-', "_")))
 }
 
-/// Path of the example site mapper's component.
+/// Path of the example site VM mapper's component.
 pub fn example_component() -> PathBuf {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
     let dir =
         DIR.get_or_init(|| build_guests(&repo_root().join("examples").join("site-vm-mapper")));
     dir.join("site_vm_mapper.wasm")
+}
+
+/// Path of the example site IP mapper's component.
+pub fn example_ip_component() -> PathBuf {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    let dir =
+        DIR.get_or_init(|| build_guests(&repo_root().join("examples").join("site-ip-mapper")));
+    dir.join("site_ip_mapper.wasm")
 }
 
 /// The `proxbox-host` binary under test.
