@@ -20,9 +20,10 @@ use serde_json::{Map, Value, json};
 
 use super::apply::{describe, list_by, list_each, list_fields, reconcile_kind};
 use super::devices::tag_ids;
+use super::guest_vms::{self, NetBoxVm, read_vms};
 use super::mapping::{self, map_batch};
 use super::report::{Item, Outcome, Phase};
-use super::resolve::{ensure_tags, ids_by};
+use super::resolve::ensure_tags;
 use super::storage::STORAGE_PATH;
 use super::vms::{Guest, read_guests};
 use super::{StageSummary, SyncRun, custom_fields, read_inventories};
@@ -32,7 +33,7 @@ use crate::mapper::{Kind, MapInput, MapOutput};
 use crate::netbox::NetBoxClient;
 use crate::netbox::prerequisites::OWNERSHIP_TAG_SLUG;
 use crate::netbox::reconcile::{Desired, KindSpec, normalise};
-use crate::netbox::vms::{VM_PATH, VmIdentity};
+use crate::netbox::vms::VM_PATH;
 
 /// Stage and phase name.
 pub const PHASE: &str = "virtual-disks";
@@ -45,14 +46,6 @@ pub const DISK_STATE_PATH: &str = "plugins/proxbox/sync-state/virtual-disks/";
 
 /// Largest size NetBox stores (a positive 32-bit integer, MiB).
 const NETBOX_MAX_SIZE: u64 = 2_147_483_647;
-
-/// A NetBox VM as the stage needs it.
-#[derive(Clone, Debug)]
-struct NetBoxVm {
-    name: String,
-    cluster: Option<u64>,
-    disk: Option<u64>,
-}
 
 /// One guest whose disks are synced into NetBox VM `vm`.
 struct Scope {
@@ -81,98 +74,27 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
     let netbox = &run.netbox;
     let dry_run = run.options.dry_run;
     let reads = read_inventories(run, sink, PHASE).await;
-    let records = run.vm_identities().await?;
-    let selected = run
-        .options
-        .netbox_vm_ids
-        .as_ref()
-        .map(|ids| ids.iter().copied().collect::<BTreeSet<u64>>());
-    // NetBox VMs by Proxmox identity (several when NetBox clusters share one).
-    let mut vms_of: BTreeMap<VmIdentity, Vec<u64>> = BTreeMap::new();
-    for (vm, (_, identity)) in &records {
-        if selected.as_ref().is_none_or(|s| s.contains(vm)) {
-            vms_of.entry(identity.clone()).or_default().push(*vm);
-        }
-    }
-    let wanted: Option<BTreeSet<VmIdentity>> =
-        selected.as_ref().map(|_| vms_of.keys().cloned().collect());
+    let (vms_of, wanted) = guest_vms::vms_by_identity(run).await?;
     let guests = read_guests(run, &reads, wanted.as_ref()).await;
 
-    // Whether the mapper syncs each guest's VM, and into which NetBox cluster.
-    let mut lines: Vec<(usize, Line)> = Vec::new();
-    let mut vm_inputs = Vec::new();
-    let mut mapped_guests = Vec::new();
-    for (index, guest) in guests.iter().enumerate() {
-        match &guest.input {
-            Ok(input) => {
-                vm_inputs.push((
-                    context(run, guest, input),
-                    MapInput::VirtualMachine(input.clone()),
-                ));
-                mapped_guests.push(index);
-            }
-            Err(e) => lines.push((
-                index,
-                Line::Done(Item::new(guest.label(), "vm"), Outcome::Failed(e.clone())),
-            )),
-        }
-    }
-    let vm_mapped = map_batch(run.mappers.clone(), Kind::VirtualMachine, vm_inputs).await;
-    let mut cluster_of: Vec<(usize, String)> = Vec::new();
-    for (index, mapped) in mapped_guests.into_iter().zip(vm_mapped) {
-        let item = Item::new(guests[index].label(), "vm");
-        let outcome = match mapped {
-            Ok(Some(MapOutput::VirtualMachine(vm))) => {
-                cluster_of.push((index, vm.cluster));
-                continue;
-            }
-            Ok(None) => Outcome::Skipped("the mapper does not sync its VM".into()),
-            Ok(Some(_)) => Outcome::Failed("the VM mapper returned another kind".into()),
-            Err(e) => Outcome::Failed(format!("its VM cannot be mapped: {e}")),
-        };
-        lines.push((index, Line::Done(item, outcome)));
-    }
-    let cluster_names: BTreeSet<String> = cluster_of.iter().map(|(_, c)| c.clone()).collect();
-    let clusters = ids_by(netbox, "virtualization/clusters/", "name", &cluster_names).await?;
-    let candidates: BTreeSet<String> = cluster_of
-        .iter()
-        .filter_map(|(index, _)| vms_of.get(&guests[*index].identity))
-        .flatten()
-        .map(u64::to_string)
+    // Whether the mapper syncs each guest's VM, and into which NetBox VM.
+    let resolved = guest_vms::resolve(run, &guests, &vms_of).await?;
+    let netbox_vms = resolved.vms;
+    let mut lines: Vec<(usize, Line)> = resolved
+        .unsynced
+        .into_iter()
+        .map(|(index, item, outcome)| (index, Line::Done(item, outcome)))
         .collect();
-    let netbox_vms = read_vms(netbox, &candidates).await?;
-
-    // Each guest's VM: the one with its identity in its NetBox cluster.
-    let mut scopes: Vec<Scope> = Vec::new();
-    for (index, cluster) in cluster_of {
-        let cluster = clusters.get(&cluster).copied();
-        let vm = vms_of
-            .get(&guests[index].identity)
-            .into_iter()
-            .flatten()
-            .copied()
-            .filter(|id| {
-                cluster.is_some() && netbox_vms.get(id).is_some_and(|v| v.cluster == cluster)
-            })
-            .min();
-        match vm {
-            Some(vm) => scopes.push(Scope {
-                guest: index,
-                vm,
-                complete: true,
-                protected: BTreeSet::new(),
-            }),
-            None => lines.push((
-                index,
-                Line::Done(
-                    Item::new(guests[index].label(), "vm"),
-                    Outcome::Skipped(
-                        "no NetBox VM yet; run the virtual-machines stage first".into(),
-                    ),
-                ),
-            )),
-        }
-    }
+    let mut scopes: Vec<Scope> = resolved
+        .scopes
+        .into_iter()
+        .map(|s| Scope {
+            guest: s.guest,
+            vm: s.vm,
+            complete: true,
+            protected: BTreeSet::new(),
+        })
+        .collect();
 
     // Disks of the synced guests.
     let mut disk_inputs = Vec::new();
@@ -405,32 +327,6 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
 /// The mapper context of `guest`'s objects.
 fn context(run: &SyncRun, guest: &Guest<'_>, input: &GuestInput) -> crate::mapper::v1::Context {
     mapping::context(guest.read.session, &input.node, &run.params, &run.now)
-}
-
-/// The NetBox VMs `ids` (only the fields the stage needs).
-async fn read_vms(
-    netbox: &NetBoxClient,
-    ids: &BTreeSet<String>,
-) -> Result<BTreeMap<u64, NetBoxVm>, crate::netbox::NetBoxError> {
-    let fields = [("fields", "id,name,cluster,disk".to_string())];
-    let mut out = BTreeMap::new();
-    for vm in list_by(netbox, VM_PATH, "id", ids, &fields).await? {
-        if let Some(id) = vm.get("id").and_then(Value::as_u64) {
-            out.insert(
-                id,
-                NetBoxVm {
-                    name: vm
-                        .get("name")
-                        .and_then(Value::as_str)
-                        .unwrap_or_default()
-                        .to_string(),
-                    cluster: vm.get("cluster").map(normalise).and_then(|c| c.as_u64()),
-                    disk: vm.get("disk").and_then(Value::as_u64),
-                },
-            );
-        }
-    }
-    Ok(out)
 }
 
 /// Storage record ids by `(NetBox cluster id, storage name)`.

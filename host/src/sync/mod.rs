@@ -16,6 +16,7 @@ pub mod backups;
 pub mod devices;
 pub mod disks;
 pub mod full_update;
+pub mod guest_vms;
 pub mod mapping;
 pub mod options;
 pub mod proxmox_reads;
