@@ -179,47 +179,44 @@ fn mapper_check_lists_kinds_version_and_imports() {
     assert!(stderr.contains("targets proxbox:mapper@2.0.0"), "{stderr}");
 }
 
+/// Run `mapper test` with an example's component over its `cases/`; the stdout.
+fn example_cases_pass(example: &str, component: &Path, cache: &Path) -> String {
+    let cases = repo_root().join("examples").join(example).join("cases");
+    let (code, stdout, stderr) = run_host(
+        &[
+            "mapper",
+            "test",
+            "--component",
+            component.to_str().unwrap(),
+            cases.to_str().unwrap(),
+        ],
+        cache,
+    );
+    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    stdout
+}
+
 #[test]
 fn example_site_mapper_passes_its_cases() {
     let example = repo_root().join("examples").join("site-vm-mapper");
     if !Path::new(&example).join("Cargo.toml").is_file() {
         panic!("examples/site-vm-mapper is missing");
     }
-    let component = common::example_component();
     let cache = tempfile::tempdir().expect("tempdir");
-    let cases = example.join("cases");
-    let (code, stdout, stderr) = run_host(
-        &[
-            "mapper",
-            "test",
-            "--component",
-            component.to_str().unwrap(),
-            cases.to_str().unwrap(),
-        ],
-        cache.path(),
-    );
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
-    assert!(stdout.contains(" passed, 0 failed"), "{stdout}");
+    example_cases_pass("site-vm-mapper", &common::example_component(), cache.path());
 }
 
 #[test]
 fn example_ip_mapper_moves_the_primary_ip_into_the_preferred_subnet() {
-    let example = repo_root().join("examples").join("site-ip-mapper");
     let component = common::example_ip_component();
     let cache = tempfile::tempdir().expect("tempdir");
-    let cases = example.join("cases");
-    let (code, stdout, stderr) = run_host(
-        &[
-            "mapper",
-            "test",
-            "--component",
-            component.to_str().unwrap(),
-            cases.to_str().unwrap(),
-        ],
-        cache.path(),
-    );
-    assert_eq!(code, 0, "{stdout}\n{stderr}");
+    let stdout = example_cases_pass("site-ip-mapper", &component, cache.path());
     assert!(stdout.contains("4 passed, 0 failed"), "{stdout}");
+    let cases = repo_root()
+        .join("examples")
+        .join("site-ip-mapper")
+        .join("cases");
 
     // The same guest with the built-in mapper: the primary stays on the first NIC.
     let case = cases.join("primary-from-preferred-subnet.input.json");
