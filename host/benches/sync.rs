@@ -30,11 +30,16 @@ fn env_f64(name: &str, default: f64) -> f64 {
 
 /// Peak resident set size of this process, in MiB (`VmHWM`).
 fn peak_rss_mib() -> f64 {
+    status_mib("VmHWM:")
+}
+
+/// A memory line of `/proc/self/status` (`VmHWM:`, `VmRSS:`), in MiB.
+fn status_mib(key: &str) -> f64 {
     std::fs::read_to_string("/proc/self/status")
         .ok()
         .and_then(|s| {
             s.lines()
-                .find(|l| l.starts_with("VmHWM:"))
+                .find(|l| l.starts_with(key))
                 .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
         })
         .map_or(0.0, |kib| kib / 1024.0)
@@ -110,6 +115,11 @@ async fn run_size(guests: usize, url: &url::Url, token: &str, mappers: &MapperSe
     let sim = Simulator::start(estate, 0, SimConfig::default())
         .await
         .expect("simulator");
+    println!(
+        "{:>14}  RSS with the simulator's estate loaded, before any sync: {:.0} MiB",
+        "",
+        status_mib("VmRSS:")
+    );
     let store = Store::open_in_memory().expect("store");
     let mut nb = NetBoxEndpointCreate::new("netbox", url.host_str().expect("host"), token);
     nb.port = i64::from(url.port_or_known_default().expect("port"));
