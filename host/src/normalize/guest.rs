@@ -335,7 +335,8 @@ fn is_mac(value: &str) -> bool {
             .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()))
 }
 
-fn normalize_mac(value: &str) -> Option<String> {
+/// A MAC address upper-case with colons, or none when `value` is not one.
+pub(super) fn normalize_mac(value: &str) -> Option<String> {
     is_mac(value).then(|| value.replace('-', ":").to_ascii_uppercase())
 }
 

@@ -292,14 +292,7 @@ pub fn guest_nics(
         .nics
         .iter()
         .map(|nic| {
-            let options: Vec<(&str, &str)> = nic
-                .raw
-                .split(',')
-                .map(|part| {
-                    let (k, v) = part.split_once('=').unwrap_or((part, ""));
-                    (k.trim(), v.trim())
-                })
-                .collect();
+            let options = key_values(&nic.raw);
             let option = |key: &str| options.iter().find(|(k, _)| *k == key).map(|(_, v)| *v);
             let mtu_value = option("mtu").and_then(|m| m.parse::<u32>().ok());
             let mtu_from_bridge = guest.guest_type == GuestType::Qemu && mtu_value == Some(1);
@@ -310,17 +303,7 @@ pub fn guest_nics(
             let ipconfig = as_str(config.get(&format!("ipconfig{index}")));
             let sources: Vec<(&str, &str)> = match guest.guest_type {
                 GuestType::Lxc => options.clone(),
-                GuestType::Qemu => ipconfig
-                    .as_deref()
-                    .map(|c| {
-                        c.split(',')
-                            .map(|part| {
-                                let (k, v) = part.split_once('=').unwrap_or((part, ""));
-                                (k.trim(), v.trim())
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default(),
+                GuestType::Qemu => ipconfig.as_deref().map(key_values).unwrap_or_default(),
             };
             for (k, v) in sources {
                 if k != "ip" && k != "ip6" {
@@ -393,14 +376,20 @@ fn parse_trunks(text: &str) -> Vec<u16> {
     out
 }
 
+/// A reported MAC as [`super::guest::normalize_mac`] has it; the all-zero MAC (loopback)
+/// is none.
 fn normalize_mac(value: &str) -> Option<String> {
-    let mac = value.trim().replace('-', ":").to_ascii_uppercase();
-    let parts: Vec<&str> = mac.split(':').collect();
-    let valid = parts.len() == 6
-        && parts
-            .iter()
-            .all(|p| p.len() == 2 && p.chars().all(|c| c.is_ascii_hexdigit()));
-    (valid && mac != "00:00:00:00:00:00").then_some(mac)
+    super::guest::normalize_mac(value.trim()).filter(|mac| mac != "00:00:00:00:00:00")
+}
+
+/// The `key=value` parts of a Proxmox option string, trimmed (a bare part has an empty value).
+fn key_values(text: &str) -> Vec<(&str, &str)> {
+    text.split(',')
+        .map(|part| {
+            let (k, v) = part.split_once('=').unwrap_or((part, ""));
+            (k.trim(), v.trim())
+        })
+        .collect()
 }
 
 #[cfg(test)]
