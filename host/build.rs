@@ -12,6 +12,7 @@ fn main() {
     watch(&mappers);
     watch(&root.join("wit"));
 
+    ensure_wasm_target();
     let target_dir = guest_target_dir();
     let cargo = std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into());
     let mut cmd = Command::new(cargo);
@@ -45,6 +46,29 @@ fn main() {
     );
     let out = target_dir.join("wasm32-wasip2").join("release");
     println!("cargo:rustc-env=PROXBOX_MAPPERS_DIR={}", out.display());
+}
+
+/// `rust-toolchain.toml` declares `wasm32-wasip2`, but rustup adds a toolchain file's
+/// targets only when it installs the toolchain: on a machine that already had rustc
+/// 1.95.0, add the target here (a no-op when rustup is absent or the target is there).
+fn ensure_wasm_target() {
+    let Ok(listed) = Command::new("rustup")
+        .args(["target", "list", "--installed"])
+        .output()
+    else {
+        return;
+    };
+    if !listed.status.success()
+        || String::from_utf8_lossy(&listed.stdout)
+            .lines()
+            .any(|l| l.trim() == "wasm32-wasip2")
+    {
+        return;
+    }
+    println!("cargo:warning=adding the wasm32-wasip2 target (rustup target add wasm32-wasip2)");
+    let _ = Command::new("rustup")
+        .args(["target", "add", "wasm32-wasip2"])
+        .status();
 }
 
 /// Rerun when any source file under `dir` (but not a `target` folder) changes.

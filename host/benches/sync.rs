@@ -4,7 +4,9 @@
 //! Needs `NETBOX_URL` and `NETBOX_TOKEN_V1` (`tests/netbox/netbox.sh up`, then source its
 //! env file). `PROXBOX_BENCH_GUESTS` lists the estate sizes (default `1000,10000`);
 //! `PROXBOX_BENCH_BACKUPS` and `PROXBOX_BENCH_SNAPSHOTS` set the averages per guest
-//! (default 2 and 1). The simulator runs in this process, so the RSS includes it.
+//! (default 2 and 1). The simulator runs in a child process (this binary, re-executed
+//! with `--simulator`), so the peak RSS reported is the host's alone; the simulator's is
+//! printed beside it.
 //! `PROXBOX_BENCH_LOG=proxbox_host=debug` logs every Proxmox and NetBox request with its
 //! time, as JSON on stderr. `PROXBOX_BENCH_RUNS` lists the runs per size (default
 //! `cold,no-op,no-op`: the first re-sync after a cold one, then a steady-state one); a
@@ -30,12 +32,12 @@ fn env_f64(name: &str, default: f64) -> f64 {
 
 /// Peak resident set size of this process, in MiB (`VmHWM`).
 fn peak_rss_mib() -> f64 {
-    status_mib("VmHWM:")
+    status_mib("/proc/self/status", "VmHWM:")
 }
 
-/// A memory line of `/proc/self/status` (`VmHWM:`, `VmRSS:`), in MiB.
-fn status_mib(key: &str) -> f64 {
-    std::fs::read_to_string("/proc/self/status")
+/// A memory line (`VmHWM:`, `VmRSS:`) of a `/proc/<pid>/status` file, in MiB.
+fn status_mib(status: &str, key: &str) -> f64 {
+    std::fs::read_to_string(status)
         .ok()
         .and_then(|s| {
             s.lines()
@@ -82,7 +84,9 @@ async fn read_stream(
     (complete.expect("no complete frame"), stages)
 }
 
-async fn run_size(guests: usize, url: &url::Url, token: &str, mappers: &MapperSet) {
+/// The generated estate of `guests` guests, its cluster name and snapshot names carrying
+/// `tag` so that runs with different tags do not collide in one NetBox.
+fn estate(guests: usize, tag: u64) -> proxmox_sim::Estate {
     let mut estate = generate(&EstateSpec {
         seed: guests as u64,
         clusters: 1,
@@ -93,6 +97,84 @@ async fn run_size(guests: usize, url: &url::Url, token: &str, mappers: &MapperSe
         snapshots_per_guest: env_f64("PROXBOX_BENCH_SNAPSHOTS", 1.0),
         ..EstateSpec::default()
     });
+    estate.endpoints[0].cluster_name = Some(format!("bench-{guests}-{tag}"));
+    for guest in estate.endpoints[0].guests.values_mut() {
+        for snapshot in &mut guest.snapshots {
+            snapshot.name = format!("{}-{tag}", snapshot.name);
+            if let Some(parent) = snapshot.parent.as_mut() {
+                *parent = format!("{parent}-{tag}");
+            }
+        }
+    }
+    estate
+}
+
+/// Child mode (`--simulator <guests> <tag>`): serve the estate, print one JSON line with
+/// the address and token, and exit when the parent closes stdin.
+fn serve_simulator(guests: usize, tag: u64) {
+    let runtime = tokio::runtime::Runtime::new().expect("runtime");
+    runtime.block_on(async {
+        let sim = Simulator::start(estate(guests, tag), 0, SimConfig::default())
+            .await
+            .expect("simulator");
+        let t = sim.token();
+        println!(
+            "{}",
+            serde_json::json!({
+                "port": sim.addr().port(),
+                "user": t.user,
+                "token_id": t.token_id,
+                "secret": t.secret,
+                "rss_mib": status_mib("/proc/self/status", "VmRSS:"),
+            })
+        );
+        tokio::task::spawn_blocking(|| {
+            let mut sink = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut std::io::stdin(), &mut sink);
+        })
+        .await
+        .expect("stdin");
+    });
+}
+
+/// The simulator child: its process and the first line it printed.
+struct SimulatorChild {
+    process: std::process::Child,
+    hello: Value,
+}
+
+impl SimulatorChild {
+    fn spawn(guests: usize, tag: u64) -> Self {
+        let mut process = std::process::Command::new(std::env::current_exe().expect("exe"))
+            .args(["--simulator", &guests.to_string(), &tag.to_string()])
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .spawn()
+            .expect("simulator child");
+        let mut line = String::new();
+        std::io::BufRead::read_line(
+            &mut std::io::BufReader::new(process.stdout.take().expect("stdout")),
+            &mut line,
+        )
+        .expect("simulator hello");
+        let hello = serde_json::from_str(&line).expect("simulator hello");
+        SimulatorChild { process, hello }
+    }
+
+    /// The child's peak RSS so far, in MiB.
+    fn peak_rss_mib(&self) -> f64 {
+        status_mib(&format!("/proc/{}/status", self.process.id()), "VmHWM:")
+    }
+}
+
+impl Drop for SimulatorChild {
+    fn drop(&mut self) {
+        drop(self.process.stdin.take());
+        let _ = self.process.wait();
+    }
+}
+
+async fn run_size(guests: usize, url: &url::Url, token: &str, mappers: &MapperSet) {
     let tag = std::env::var("PROXBOX_BENCH_TAG")
         .ok()
         .and_then(|t| t.parse::<u64>().ok())
@@ -103,32 +185,30 @@ async fn run_size(guests: usize, url: &url::Url, token: &str, mappers: &MapperSe
                 .as_secs()
         });
     println!("{guests:>6} guests  tag {tag} (PROXBOX_BENCH_TAG re-syncs this estate)");
-    estate.endpoints[0].cluster_name = Some(format!("bench-{guests}-{tag}"));
-    for guest in estate.endpoints[0].guests.values_mut() {
-        for snapshot in &mut guest.snapshots {
-            snapshot.name = format!("{}-{tag}", snapshot.name);
-            if let Some(parent) = snapshot.parent.as_mut() {
-                *parent = format!("{parent}-{tag}");
-            }
-        }
-    }
-    let sim = Simulator::start(estate, 0, SimConfig::default())
-        .await
-        .expect("simulator");
+    let sim = SimulatorChild::spawn(guests, tag);
     println!(
-        "{:>14}  RSS with the simulator's estate loaded, before any sync: {:.0} MiB",
+        "{:>14}  simulator (child process) RSS with its estate loaded: {:.0} MiB; host RSS before any sync: {:.0} MiB",
         "",
-        status_mib("VmRSS:")
+        sim.hello["rss_mib"].as_f64().unwrap_or_default(),
+        status_mib("/proc/self/status", "VmRSS:")
     );
     let store = Store::open_in_memory().expect("store");
     let mut nb = NetBoxEndpointCreate::new("netbox", url.host_str().expect("host"), token);
     nb.port = i64::from(url.port_or_known_default().expect("port"));
     nb.verify_ssl = false;
     store.create_netbox_endpoint(nb).expect("netbox endpoint");
-    let t = sim.token();
-    let mut pve = ProxmoxEndpointCreate::new("bench", "127.0.0.1", sim.addr().port(), &t.user);
-    pve.token_name = Some(t.token_id.clone());
-    pve.token_value = Some(Secret::new(t.secret.clone()));
+    let hello = &sim.hello;
+    let port = u16::try_from(hello["port"].as_u64().expect("port")).expect("port");
+    let mut pve = ProxmoxEndpointCreate::new(
+        "bench",
+        "127.0.0.1",
+        port,
+        hello["user"].as_str().expect("user"),
+    );
+    pve.token_name = hello["token_id"].as_str().map(str::to_string);
+    pve.token_value = Some(Secret::new(
+        hello["secret"].as_str().expect("secret").to_string(),
+    ));
     pve.verify_ssl = false;
     pve.timeout = Some(120);
     let endpoint = store
@@ -164,7 +244,8 @@ async fn run_size(guests: usize, url: &url::Url, token: &str, mappers: &MapperSe
         let r = &complete["result"];
         println!(
             "{guests:>6} guests  {label:<5}  {seconds:>8.1} s  NetBox GETs {:>6}  writes {:>6}  \
-             VMs {:>6}  disks {:>6}  backups {:>6}  snapshots {:>6}  peak RSS {:>6.0} MiB",
+             VMs {:>6}  disks {:>6}  backups {:>6}  snapshots {:>6}  peak RSS {:>6.0} MiB \
+             (simulator {:.0} MiB)",
             r["netbox_requests"]["gets"],
             r["netbox_requests"]["writes"],
             r["virtual_machines_count"],
@@ -172,6 +253,7 @@ async fn run_size(guests: usize, url: &url::Url, token: &str, mappers: &MapperSe
             r["backups_count"],
             r["snapshots_count"],
             peak_rss_mib(),
+            sim.peak_rss_mib(),
         );
         let mut previous = 0.0;
         let breakdown: Vec<String> = stages
@@ -188,7 +270,14 @@ async fn run_size(guests: usize, url: &url::Url, token: &str, mappers: &MapperSe
 }
 
 fn main() {
-    if !std::env::args().any(|a| a == "--bench") {
+    let args: Vec<String> = std::env::args().collect();
+    if let [_, flag, guests, tag] = args.as_slice()
+        && flag == "--simulator"
+    {
+        serve_simulator(guests.parse().expect("guests"), tag.parse().expect("tag"));
+        return;
+    }
+    if !args.iter().any(|a| a == "--bench") {
         return;
     }
     let (Ok(url), Ok(token)) = (
