@@ -340,7 +340,7 @@ async fn list_reads_follow_pagination() {
             }
         })
         .collect();
-    let plan = reconcile::plan(&spec, &desired, &[]);
+    let plan = reconcile::plan::<Value>(&spec, &desired, &[]);
     let applied = reconcile::apply(&client, &spec, plan, false).await;
     assert_eq!(applied.created, 25);
     let gets = client.counts().gets();

@@ -9,7 +9,7 @@ use std::sync::{Arc, Mutex};
 use axum::Json;
 use axum::extract::{RawQuery, State};
 use axum::routing::get;
-use proxbox_host::netbox::{NetBoxClient, NetBoxConfig, NetBoxToken};
+use proxbox_host::netbox::{Existing, NetBoxClient, NetBoxConfig, NetBoxToken};
 use proxbox_host::sync::apply::{list_by, list_each};
 use serde_json::{Value, json};
 
@@ -104,8 +104,11 @@ async fn client_for(fake: Fake) -> NetBoxClient {
     .unwrap()
 }
 
-fn ids(objects: &[Value]) -> Vec<u64> {
-    objects.iter().filter_map(|o| o["id"].as_u64()).collect()
+fn ids<E: Existing>(objects: &[E]) -> Vec<u64> {
+    objects
+        .iter()
+        .filter_map(|o| o.parsed()["id"].as_u64())
+        .collect()
 }
 
 #[tokio::test]

@@ -116,7 +116,7 @@ fn duplicate_identities_are_reported_not_created_twice() {
         },
         Desired { identity, payload },
     ];
-    let plan = reconcile::plan(&spec, &desired, &[]);
+    let plan = reconcile::plan::<Value>(&spec, &desired, &[]);
     assert_eq!(plan.creates.len(), 1);
     assert_eq!(plan.duplicates, vec![1]);
 }

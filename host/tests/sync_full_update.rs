@@ -27,6 +27,7 @@ use common::world::{
     World, estate_with_unique_snapshots, now_iso, operations, summary, unique, world_with,
 };
 use futures::StreamExt;
+use proxbox_host::netbox::Listed;
 use proxbox_host::sync::apply::list_by;
 use proxmox_sim::{
     Backup, EndpointState, Guest, GuestType, Snapshot, is_disk_key, is_mp_key, parse_size, prop_get,
@@ -245,6 +246,8 @@ impl Netbox {
         for record in list_by(nb, VM_STATE, "virtual_machine_id", &vm_ids, &[])
             .await
             .expect("VM sync-state records")
+            .iter()
+            .map(Listed::value)
         {
             assert_eq!(
                 record["proxmox_endpoint_raw_id"].as_i64(),
@@ -266,6 +269,8 @@ impl Netbox {
         for disk in list_by(nb, DISKS, "virtual_machine_id", &vm_ids, &[])
             .await
             .expect("virtual disks")
+            .iter()
+            .map(Listed::value)
         {
             let vm = id(&disk["virtual_machine"]).unwrap();
             let name = disk["name"].as_str().unwrap().to_string();

@@ -10,6 +10,7 @@ use tokio::sync::Semaphore;
 use url::Url;
 
 use super::error::NetBoxError;
+use super::listed::Listed;
 use super::view::NetBoxView;
 
 /// Largest page NetBox serves (`MAX_PAGE_SIZE` default).
@@ -253,13 +254,29 @@ impl NetBoxClient {
         Ok(NetBoxStatus { version, plugins })
     }
 
-    /// Every object of a list endpoint matching `query` (`limit=1000` per page); a list
-    /// the client's [`NetBoxView`] keeps comes from it.
+    /// Every object of a list endpoint matching `query` (`limit=1000` per page), parsed;
+    /// a list the client's [`NetBoxView`] keeps comes from it. Big lists are better read
+    /// with [`NetBoxClient::listed`].
     pub async fn list(
         &self,
         path: &str,
         query: &[(&str, String)],
     ) -> Result<Vec<Value>, NetBoxError> {
+        Ok(self
+            .listed(path, query)
+            .await?
+            .iter()
+            .map(Listed::value)
+            .collect())
+    }
+
+    /// Every object of a list endpoint matching `query` as [`Listed`] text (a fifth of
+    /// its parsed size, and shared with the view for the lists it keeps).
+    pub async fn listed(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+    ) -> Result<Vec<Listed>, NetBoxError> {
         match &self.inner.view {
             Some(view) if NetBoxView::keeps(path, query) => view.list(self, path, query).await,
             _ => self.list_fresh(path, query).await,
@@ -279,7 +296,7 @@ impl NetBoxClient {
         &self,
         path: &str,
         query: &[(&str, String)],
-    ) -> Result<Vec<Value>, NetBoxError> {
+    ) -> Result<Vec<Listed>, NetBoxError> {
         let mut query: Vec<(String, String)> = query
             .iter()
             .map(|(k, v)| (k.to_string(), v.clone()))
@@ -301,13 +318,9 @@ impl NetBoxClient {
         let Some(next) = next else {
             return Ok(results);
         };
-        let last = results
-            .last()
-            .and_then(|o| o.get("id"))
-            .and_then(Value::as_u64);
+        let last = first_page_last_id(&results);
         if keyed
             && let Some(last) = last
-            && results.iter().all(|o| o.get("id").is_some())
         {
             let mut newest = query.clone();
             newest.retain(|(k, _)| k != "ordering" && k != "limit");
@@ -319,8 +332,7 @@ impl NetBoxClient {
             let newest = page_results(&path, self.page(&path, &newest).await?)?;
             let Some(max) = newest
                 .first()
-                .and_then(|o| o.get("id"))
-                .and_then(Value::as_u64)
+                .and_then(|o| o.value().get("id").and_then(Value::as_u64))
             else {
                 return Ok(results);
             };
@@ -353,7 +365,7 @@ impl NetBoxClient {
         query: &[(String, String)],
         mut after: u64,
         upto: u64,
-    ) -> Result<Vec<Value>, NetBoxError> {
+    ) -> Result<Vec<Listed>, NetBoxError> {
         let mut out = Vec::new();
         loop {
             let mut q = query.to_vec();
@@ -364,8 +376,7 @@ impl NetBoxClient {
             let objects = page_results(path, page)?;
             let last = objects
                 .last()
-                .and_then(|o| o.get("id"))
-                .and_then(Value::as_u64);
+                .and_then(|o| o.value().get("id").and_then(Value::as_u64));
             out.extend(objects);
             match last {
                 Some(last) if more && last > after => after = last,
@@ -613,14 +624,25 @@ impl NetBoxClient {
 }
 
 /// The `results` of a list page.
-fn page_results(path: &str, mut page: Value) -> Result<Vec<Value>, NetBoxError> {
+/// The `results` of a list page, as [`Listed`] objects.
+fn page_results(path: &str, mut page: Value) -> Result<Vec<Listed>, NetBoxError> {
     match page.get_mut("results").map(Value::take) {
-        Some(Value::Array(results)) => Ok(results),
+        Some(Value::Array(results)) => Ok(results.iter().map(Listed::new).collect()),
         _ => Err(NetBoxError::Decode(
             path.to_string(),
             "a list answer without `results`".into(),
         )),
     }
+}
+
+/// The id of the last object of a first page, when every object on it has one (the
+/// list can then be read by id ranges).
+fn first_page_last_id(results: &[Listed]) -> Option<u64> {
+    let mut last = None;
+    for object in results {
+        last = Some(object.value().get("id").and_then(Value::as_u64)?);
+    }
+    last
 }
 
 /// `(after, upto]` split into at most `parts` id ranges of equal width.

@@ -4,11 +4,13 @@
 //!   per-object outcomes, retries where safe, bounded concurrency, version detection.
 //! - [`reconcile`]: desired vs existing for one kind -> create / update / unchanged /
 //!   delete-candidate, applied in bulk; deletes only what carries our ownership tag.
+//! - [`listed`]: list answers as compact JSON text, parsed one object at a time.
 //! - [`view`]: big list reads kept between runs, brought up to date from the change log.
 //! - [`prerequisites`]: tags, cluster types, manufacturer, device type and roles, ensured idempotently.
 
 mod client;
 mod error;
+pub mod listed;
 pub mod overwrite;
 pub mod prerequisites;
 pub mod reconcile;
@@ -20,5 +22,6 @@ pub use client::{
     NetBoxToken, PAGE_SIZE, RequestCounts,
 };
 pub use error::{NetBoxError, summary};
+pub use listed::{Existing, Listed};
 pub use overwrite::OverwriteFlags;
 pub use view::NetBoxView;

@@ -10,6 +10,7 @@ use serde_json::{Map, Value};
 
 use super::client::NetBoxClient;
 use super::error::NetBoxError;
+use super::listed::Existing;
 
 /// An object's identity: the values that name it uniquely (e.g. endpoint, cluster,
 /// VMID and type for a VM), as normalised JSON.
@@ -65,12 +66,23 @@ impl Plan {
     }
 }
 
-/// Match desired objects against `existing` (NetBox objects as listed) and compute the plan.
-pub fn plan(spec: &KindSpec, desired: &[Desired], existing: &[Value]) -> Plan {
-    let mut by_identity: BTreeMap<Vec<String>, &Map<String, Value>> = BTreeMap::new();
-    for object in existing.iter().filter_map(Value::as_object) {
+/// Match desired objects against `existing` (NetBox objects as listed, parsed or as
+/// [`Listed`](super::Listed) text) and compute the plan. Each existing object is parsed
+/// once to index it and once more only when a desired object matched it, so a list held
+/// as text is never parsed whole.
+pub fn plan<E: Existing>(spec: &KindSpec, desired: &[Desired], existing: &[E]) -> Plan {
+    let mut by_identity: BTreeMap<Vec<String>, usize> = BTreeMap::new();
+    let mut all: Vec<(u64, bool)> = Vec::with_capacity(existing.len());
+    for (position, object) in existing.iter().enumerate() {
+        let object = object.parsed();
+        let Some(object) = object.as_object() else {
+            continue;
+        };
         if let Some(identity) = (spec.identity)(object) {
-            by_identity.entry(key(&identity)).or_insert(object);
+            by_identity.entry(key(&identity)).or_insert(position);
+        }
+        if let Some(id) = object.get("id").and_then(Value::as_u64) {
+            all.push((id, has_tag(object, &spec.ownership_tag)));
         }
     }
     let mut plan = Plan::default();
@@ -84,8 +96,11 @@ pub fn plan(spec: &KindSpec, desired: &[Desired], existing: &[Value]) -> Plan {
             plan.duplicates.push(index);
             continue;
         }
-        let current = identity.as_ref().and_then(|i| by_identity.get(i));
-        match current {
+        let current = identity
+            .as_ref()
+            .and_then(|i| by_identity.get(i))
+            .map(|position| existing[*position].parsed());
+        match current.as_deref().and_then(Value::as_object) {
             None => plan.creates.push((index, want.payload.clone())),
             Some(current) => {
                 let id = current
@@ -104,15 +119,10 @@ pub fn plan(spec: &KindSpec, desired: &[Desired], existing: &[Value]) -> Plan {
             }
         }
     }
-    for object in existing.iter().filter_map(Value::as_object) {
-        let Some(id) = object.get("id").and_then(Value::as_u64) else {
-            continue;
-        };
-        if !matched_ids.contains(&id) {
-            plan.delete_candidates
-                .push((id, has_tag(object, &spec.ownership_tag)));
-        }
-    }
+    plan.delete_candidates = all
+        .into_iter()
+        .filter(|(id, _)| !matched_ids.contains(id))
+        .collect();
     plan
 }
 

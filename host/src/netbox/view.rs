@@ -32,6 +32,7 @@ use time::format_description::well_known::Rfc3339;
 
 use super::client::NetBoxClient;
 use super::error::NetBoxError;
+use super::listed::Listed;
 use super::reconcile::normalise;
 
 const VM_PATH: &str = "virtualization/virtual-machines/";
@@ -163,7 +164,7 @@ struct Own {
 
 struct Entry {
     read_at: Instant,
-    objects: BTreeMap<u64, Box<str>>,
+    objects: BTreeMap<u64, Listed>,
     /// Ids to re-read at the next use (changed since, or written with filters the view
     /// cannot evaluate).
     dirty: BTreeSet<u64>,
@@ -283,7 +284,7 @@ impl NetBoxView {
             if previous.window != Some(now) && now != known {
                 let mut query = window.to_vec();
                 query.push(("fields", CHANGE_FIELDS.into()));
-                changes.extend(client.list_fresh(CHANGES_PATH, &query).await?);
+                changes.extend(values(client.list_fresh(CHANGES_PATH, &query).await?));
             }
         }
         Ok((head, changes))
@@ -309,7 +310,8 @@ impl NetBoxView {
         if total <= READ_ALL {
             return client
                 .list_fresh(CHANGES_PATH, &with(&[("fields", CHANGE_FIELDS.into())]))
-                .await;
+                .await
+                .map(values);
         }
         let requests: Vec<(String, usize)> = {
             let state = self.lock();
@@ -336,7 +338,8 @@ impl NetBoxView {
         if ours != total {
             return client
                 .list_fresh(CHANGES_PATH, &with(&[("fields", CHANGE_FIELDS.into())]))
-                .await;
+                .await
+                .map(values);
         }
         let reads = futures::future::join_all(read.iter().map(|r| {
             let query = with(&[("request_id", r.clone()), ("fields", CHANGE_FIELDS.into())]);
@@ -345,7 +348,7 @@ impl NetBoxView {
         .await;
         let mut changes = Vec::new();
         for r in reads {
-            changes.extend(r?);
+            changes.extend(values(r?));
         }
         Ok(changes)
     }
@@ -477,7 +480,7 @@ impl NetBoxView {
         client: &NetBoxClient,
         path: &str,
         query: &[(&str, String)],
-    ) -> Result<Vec<Value>, NetBoxError> {
+    ) -> Result<Vec<Listed>, NetBoxError> {
         let key = key(path, query);
         let (kept, dirty, writes) = {
             let state = self.lock();
@@ -497,7 +500,7 @@ impl NetBoxView {
                     read_at: Instant::now(),
                     objects: objects
                         .iter()
-                        .filter_map(|o| Some((o.get("id")?.as_u64()?, compact(o))))
+                        .filter_map(|o| Some((o.value().get("id")?.as_u64()?, o.clone())))
                         .collect(),
                     dirty: BTreeSet::new(),
                 };
@@ -515,7 +518,7 @@ impl NetBoxView {
         }
         let merged = self.merge(&key, &dirty, &fresh, writes);
         match merged {
-            Some(objects) => objects,
+            Some(objects) => Ok(objects),
             None => client.list_fresh(path, query).await,
         }
     }
@@ -526,9 +529,9 @@ impl NetBoxView {
         &self,
         key: &Key,
         dirty: &BTreeSet<u64>,
-        fresh: &[Value],
+        fresh: &[Listed],
         writes: u64,
-    ) -> Option<Result<Vec<Value>, NetBoxError>> {
+    ) -> Option<Vec<Listed>> {
         let mut state = self.lock();
         let raced = state.writes.get(&key.0).copied().unwrap_or(0) != writes;
         let entry = state.entries.get_mut(key)?;
@@ -539,20 +542,11 @@ impl NetBoxView {
             }
         }
         for object in fresh {
-            if let Some(id) = object.get("id").and_then(Value::as_u64) {
-                entry.objects.insert(id, compact(object));
+            if let Some(id) = object.value().get("id").and_then(Value::as_u64) {
+                entry.objects.insert(id, object.clone());
             }
         }
-        Some(
-            entry
-                .objects
-                .values()
-                .map(|text| {
-                    serde_json::from_str(text)
-                        .map_err(|e| NetBoxError::Decode(key.0.clone(), e.to_string()))
-                })
-                .collect(),
-        )
+        Some(entry.objects.values().cloned().collect())
     }
 
     /// Apply one of our successful writes (`method` on `path`, with the request `body`
@@ -602,7 +596,7 @@ impl NetBoxView {
                     .iter()
                     .filter(|((p, _), _)| *p == collection)
                     .find_map(|(_, e)| {
-                        let object: Value = serde_json::from_str(e.objects.get(id)?).ok()?;
+                        let object = e.objects.get(id)?.value();
                         object.get(*field).map(normalise)?.as_u64()
                     });
                 match parent {
@@ -623,7 +617,7 @@ impl NetBoxView {
                 };
                 match holds(query, object) {
                     Some(true) => {
-                        entry.objects.insert(id, compact(&project(query, object)));
+                        entry.objects.insert(id, Listed::new(&project(query, object)));
                         entry.dirty.remove(&id);
                     }
                     Some(false) => {
@@ -699,9 +693,9 @@ fn mark_referencing(state: &mut State, path: &str, deleted: &[u64]) {
         let pointing: Vec<u64> = entry
             .objects
             .iter()
-            .filter(|(_, text)| text.contains(&needle))
-            .filter_map(|(id, text)| {
-                let object: Value = serde_json::from_str(text).ok()?;
+            .filter(|(_, listed)| listed.text().contains(&needle))
+            .filter_map(|(id, listed)| {
+                let object = listed.value();
                 let target = object.get(*field).map(normalise)?.as_u64()?;
                 deleted.contains(&target).then_some(*id)
             })
@@ -759,7 +753,7 @@ async fn parents(
             "fields",
             "id,changed_object_type,prechange_data,postchange_data".into(),
         ));
-        for change in client.list_fresh(CHANGES_PATH, &query).await? {
+        for change in values(client.list_fresh(CHANGES_PATH, &query).await?) {
             let kind = change
                 .get("changed_object_type")
                 .and_then(Value::as_str)
@@ -873,8 +867,9 @@ fn reread_queries(query: &[(&str, String)], dirty: &BTreeSet<u64>) -> Vec<Vec<(S
         .collect()
 }
 
-fn compact(object: &Value) -> Box<str> {
-    object.to_string().into_boxed_str()
+/// The parsed objects of a list read (change records, read once).
+fn values(listed: Vec<Listed>) -> Vec<Value> {
+    listed.iter().map(Listed::value).collect()
 }
 
 #[cfg(test)]
@@ -988,7 +983,7 @@ mod tests {
             state.usable = true;
             let entry = |objects: &[(u64, Value)]| Entry {
                 read_at: Instant::now(),
-                objects: objects.iter().map(|(id, o)| (*id, compact(o))).collect(),
+                objects: objects.iter().map(|(id, o)| (*id, Listed::new(o))).collect(),
                 dirty: BTreeSet::new(),
             };
             state.entries.insert(
@@ -1031,7 +1026,7 @@ mod tests {
             vec![7, 8]
         );
         assert_eq!(
-            &*disks.objects[&8],
+            disks.objects[&8].text(),
             r#"{"id":8,"size":5,"virtual_machine":{"id":3}}"#
         );
         let vms = state

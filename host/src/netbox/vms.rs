@@ -11,6 +11,7 @@ use serde_json::{Map, Value, json};
 
 use super::client::NetBoxClient;
 use super::error::NetBoxError;
+use super::listed::{Existing, Listed};
 use super::reconcile::{self, Applied, Desired, Identity, KindSpec};
 
 /// VM list endpoint.
@@ -76,9 +77,9 @@ pub const STATE_FIELDS: &str = "id,virtual_machine,proxmox_endpoint_raw_id,proxm
 proxmox_vm_type,proxmox_cluster_name,proxmox_vm_name";
 
 /// Every VM sync-state record, with [`STATE_FIELDS`].
-pub async fn read_state_records(client: &NetBoxClient) -> Result<Vec<Value>, NetBoxError> {
+pub async fn read_state_records(client: &NetBoxClient) -> Result<Vec<Listed>, NetBoxError> {
     client
-        .list(VM_STATE_PATH, &[("fields", STATE_FIELDS.to_string())])
+        .listed(VM_STATE_PATH, &[("fields", STATE_FIELDS.to_string())])
         .await
 }
 
@@ -91,9 +92,9 @@ pub async fn read_identities(
 
 /// The identities of sync-state `records` by NetBox VM id: `(record id, identity)`;
 /// records lacking their VM, endpoint, VMID or guest type are left out.
-pub fn identities_from(records: &[Value]) -> BTreeMap<u64, (u64, VmIdentity)> {
+pub fn identities_from<E: Existing>(records: &[E]) -> BTreeMap<u64, (u64, VmIdentity)> {
     let mut out = BTreeMap::new();
-    for record in records {
+    for record in records.iter().map(Existing::parsed) {
         let vm = record
             .pointer("/virtual_machine/id")
             .and_then(Value::as_u64);

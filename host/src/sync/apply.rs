@@ -6,7 +6,7 @@ use serde_json::{Map, Value};
 
 use super::report::Outcome;
 use crate::netbox::reconcile::{self, Desired, KindSpec};
-use crate::netbox::{NetBoxClient, NetBoxError};
+use crate::netbox::{Existing, Listed, NetBoxClient, NetBoxError};
 
 /// The outcome of reconciling one kind.
 #[derive(Debug, Default)]
@@ -69,11 +69,11 @@ pub fn list_fields(spec: &KindSpec, desired: &[Desired], also: &[&str]) -> (&'st
 
 /// Reconcile `desired` against `existing`; deletes only owned delete candidates when
 /// `scope_complete`. On `dry_run` nothing is written and the outcomes say what would be.
-pub async fn reconcile_kind(
+pub async fn reconcile_kind<E: Existing>(
     client: &NetBoxClient,
     spec: &KindSpec,
     desired: &[Desired],
-    existing: &[Value],
+    existing: &[E],
     scope_complete: bool,
     dry_run: bool,
 ) -> KindResult {
@@ -167,7 +167,7 @@ pub async fn list_each(
     field: &str,
     values: &BTreeSet<String>,
     extra: &[(&str, String)],
-) -> Result<Vec<Value>, NetBoxError> {
+) -> Result<Vec<Listed>, NetBoxError> {
     let queries: Vec<Vec<(&str, String)>> = values
         .iter()
         .map(|value| {
@@ -184,8 +184,8 @@ async fn list_all(
     client: &NetBoxClient,
     path: &str,
     queries: &[Vec<(&str, String)>],
-) -> Result<Vec<Value>, NetBoxError> {
-    let reads = futures::future::join_all(queries.iter().map(|q| client.list(path, q))).await;
+) -> Result<Vec<Listed>, NetBoxError> {
+    let reads = futures::future::join_all(queries.iter().map(|q| client.listed(path, q))).await;
     let mut out = Vec::new();
     for read in reads {
         out.extend(read?);
@@ -205,7 +205,7 @@ pub async fn list_by(
     field: &str,
     values: &BTreeSet<String>,
     extra: &[(&str, String)],
-) -> Result<Vec<Value>, NetBoxError> {
+) -> Result<Vec<Listed>, NetBoxError> {
     let mut chunks: Vec<Vec<(&str, String)>> = Vec::new();
     let mut used = FILTER_BUDGET;
     for value in values {

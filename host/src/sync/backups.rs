@@ -30,7 +30,7 @@ use crate::mapper::{Kind, MapInput, MapOutput};
 use crate::netbox::prerequisites::OWNERSHIP_TAG_SLUG;
 use crate::netbox::reconcile::{Desired, KindSpec, normalise};
 use crate::netbox::vms::VM_PATH;
-use crate::netbox::{NetBoxClient, NetBoxError};
+use crate::netbox::{Existing, Listed, NetBoxClient, NetBoxError};
 use crate::normalize;
 use crate::proxmox::ProxmoxClient;
 use crate::proxmox::inventory::{BackupRead, Completeness, read_backups};
@@ -240,6 +240,7 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
         seen.extend(wants.iter().map(|(_, d, _)| d.volume_id.as_str()));
         let doomed: Vec<(u64, String)> = existing
             .iter()
+            .map(Listed::value)
             .filter_map(|record| {
                 let id = record.get("id").and_then(Value::as_u64)?;
                 let volid = record
@@ -258,7 +259,7 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
                 (complete
                     && !matched.contains(&id)
                     && !seen.contains(volid)
-                    && has_owner_tag(record))
+                    && has_owner_tag(&record))
                 .then(|| (id, volid.to_string()))
             })
             .collect();
@@ -485,9 +486,10 @@ impl Owners {
 
     /// Owners from sync-state records as listed; records lacking their VM, endpoint,
     /// VMID or guest type are ignored.
-    pub fn from_records(records: &[Value]) -> Owners {
+    pub fn from_records<E: Existing>(records: &[E]) -> Owners {
         let records = records
             .iter()
+            .map(Existing::parsed)
             .filter_map(|r| {
                 Some(OwnerRecord {
                     vm: r.pointer("/virtual_machine/id").and_then(Value::as_u64)?,
@@ -588,6 +590,7 @@ impl StorageLinks {
         )
         .await?
         .iter()
+        .map(Listed::value)
         .filter_map(|vm| {
             Some((
                 vm.get("id")?.as_u64()?,
@@ -618,7 +621,7 @@ pub struct RecordKind<'a> {
 /// What [`reconcile_records`] found and did.
 pub struct Reconciled {
     /// The records of the listed VMs, as NetBox held them before the writes.
-    pub existing: Vec<Value>,
+    pub existing: Vec<Listed>,
     /// Desired records that now exist as desired.
     pub count: usize,
     /// Ids of existing records some desired record matched.
@@ -679,14 +682,14 @@ pub async fn records_of(
     path: &str,
     vms: &BTreeSet<u64>,
     fields: (&'static str, String),
-) -> Result<Vec<Value>, NetBoxError> {
+) -> Result<Vec<Listed>, NetBoxError> {
     let listed = if vms.is_empty() {
         Vec::new()
     } else if vms.len() <= PER_VM_READS {
         let fields = &fields;
         let reads = join_all(vms.iter().map(|vm| async move {
             client
-                .list(path, &[("virtual_machine", vm.to_string()), fields.clone()])
+                .listed(path, &[("virtual_machine", vm.to_string()), fields.clone()])
                 .await
         }))
         .await;
@@ -700,12 +703,13 @@ pub async fn records_of(
         }
         listed
     } else {
-        client.list(path, &[fields]).await?
+        client.listed(path, &[fields]).await?
     };
     let mut seen = BTreeSet::new();
     Ok(listed
         .into_iter()
-        .filter(|r| {
+        .filter(|listed| {
+            let r = listed.value();
             r.get("virtual_machine")
                 .map(normalise)
                 .and_then(|v| v.as_u64())
@@ -728,15 +732,20 @@ pub fn canonical_time(text: &str) -> Option<String> {
         .ok()
 }
 
-/// Rewrite `field` of `objects` (NetBox records) with [`canonical_time`].
-pub fn canonicalise_times(objects: &mut [Value], field: &str) {
-    for object in objects.iter_mut().filter_map(Value::as_object_mut) {
-        if let Some(canonical) = object
-            .get(field)
-            .and_then(Value::as_str)
-            .and_then(canonical_time)
-        {
+/// Rewrite `field` of `objects` (NetBox records) with [`canonical_time`] where it is
+/// not canonical already.
+pub fn canonicalise_times(objects: &mut [Listed], field: &str) {
+    for listed in objects.iter_mut() {
+        let mut value = listed.value();
+        let Some(object) = value.as_object_mut() else {
+            continue;
+        };
+        let Some(text) = object.get(field).and_then(Value::as_str) else {
+            continue;
+        };
+        if let Some(canonical) = canonical_time(text).filter(|c| c != text) {
             object.insert(field.into(), Value::String(canonical));
+            *listed = Listed::new(&value);
         }
     }
 }
@@ -896,9 +905,14 @@ mod tests {
             Some("2025-10-08T00:33:20Z")
         );
         assert_eq!(canonical_time("yesterday"), None);
-        let mut records = vec![json!({"creation_time": "2025-10-08T01:33:20+01:00"})];
+        let mut records = vec![
+            Listed::new(&json!({"id": 1, "creation_time": "2025-10-08T01:33:20+01:00"})),
+            Listed::new(&json!({"id": 2, "creation_time": "2025-10-08T00:33:20Z"})),
+        ];
+        let canonical = records[1].clone();
         canonicalise_times(&mut records, "creation_time");
-        assert_eq!(records[0]["creation_time"], "2025-10-08T00:33:20Z");
+        assert_eq!(records[0].value()["creation_time"], "2025-10-08T00:33:20Z");
+        assert!(std::ptr::eq(records[1].text(), canonical.text()), "rewritten needlessly");
     }
 
     #[test]

@@ -14,6 +14,7 @@ use super::{EndpointRead, StageSummary, SyncRun, custom_fields, read_inventories
 use crate::events::{EventSink, Failure};
 use crate::mapper::v1::{DesiredCluster, DesiredDevice};
 use crate::mapper::{Kind, MapInput, MapOutput};
+use crate::netbox::Listed;
 use crate::netbox::prerequisites::OWNERSHIP_TAG_SLUG;
 use crate::netbox::reconcile::{Desired, KindSpec, normalise};
 use crate::normalize;
@@ -487,6 +488,7 @@ async fn reconcile_clusters(
         let id = result.id(index);
         let site = existing
             .iter()
+            .map(Listed::value)
             .find(|o| o.get("id").and_then(Value::as_u64) == id && id.is_some())
             .and_then(|o| o.get("scope_id").and_then(Value::as_u64))
             .or_else(|| site_of.get(name).and_then(|s| sites.get(s).copied()));

@@ -30,7 +30,7 @@ use super::{StageSummary, SyncRun, custom_fields, read_inventories};
 use crate::events::{ErrorCategory, ErrorDetail, EventSink, Failure};
 use crate::mapper::v1::{DesiredVirtualDisk, GuestInput};
 use crate::mapper::{Kind, MapInput, MapOutput};
-use crate::netbox::NetBoxClient;
+use crate::netbox::{Existing, Listed, NetBoxClient};
 use crate::netbox::prerequisites::OWNERSHIP_TAG_SLUG;
 use crate::netbox::reconcile::{Desired, KindSpec, normalise};
 use crate::netbox::vms::VM_PATH;
@@ -330,9 +330,10 @@ fn context(run: &SyncRun, guest: &Guest<'_>, input: &GuestInput) -> crate::mappe
 }
 
 /// Storage record ids by `(NetBox cluster id, storage name)`.
-fn storage_index(records: &[Value]) -> BTreeMap<(u64, String), u64> {
+fn storage_index(records: &[Listed]) -> BTreeMap<(u64, String), u64> {
     records
         .iter()
+        .map(Listed::value)
         .filter_map(|r| {
             let cluster = r.get("cluster").map(normalise)?.as_u64()?;
             let name = r.get("name")?.as_str()?.to_string();
@@ -390,11 +391,11 @@ fn disk_payload(
 }
 
 /// The NetBox VM id of a listed disk.
-fn vm_of_disk(disk: &Value) -> Option<u64> {
+fn vm_of_disk(disk: &Map<String, Value>) -> Option<u64> {
     disk.get("virtual_machine").map(normalise)?.as_u64()
 }
 
-fn has_ownership_tag(disk: &Value) -> bool {
+fn has_ownership_tag(disk: &Map<String, Value>) -> bool {
     disk.get("tags")
         .and_then(Value::as_array)
         .is_some_and(|tags| {
@@ -406,10 +407,10 @@ fn has_ownership_tag(disk: &Value) -> bool {
 /// The existing disks to delete, as `(id, VM, name)`: in a complete scope, carrying the
 /// ownership tag, and either matching no desired disk (and not a protected name) or a
 /// second row of a desired disk's identity.
-fn stale_disks(
+fn stale_disks<E: Existing>(
     scopes: &[Scope],
     desired: &[Desired],
-    existing: &[Value],
+    existing: &[E],
 ) -> Vec<(u64, u64, String)> {
     let complete: BTreeMap<u64, &Scope> = scopes
         .iter()
@@ -427,7 +428,10 @@ fn stale_disks(
         .collect();
     let mut matched: BTreeSet<(u64, String)> = BTreeSet::new();
     let mut out = Vec::new();
-    for disk in existing {
+    for disk in existing.iter().map(Existing::parsed) {
+        let Some(disk) = disk.as_object() else {
+            continue;
+        };
         let (Some(id), Some(vm), Some(name)) = (
             disk.get("id").and_then(Value::as_u64),
             vm_of_disk(disk),
@@ -517,7 +521,7 @@ async fn reconcile_totals(
     run: &SyncRun,
     scopes: &[Scope],
     desired: &[Desired],
-    existing: &[Value],
+    existing: &[Listed],
     gone: &BTreeSet<u64>,
     vms: &BTreeMap<u64, NetBoxVm>,
     troubled: &BTreeSet<u64>,
@@ -546,10 +550,10 @@ async fn reconcile_totals(
             ))
         })
         .collect();
-    for disk in existing {
+    for disk in existing.iter().map(Listed::object) {
         let (Some(id), Some(vm), Some(name)) = (
             disk.get("id").and_then(Value::as_u64),
-            vm_of_disk(disk),
+            vm_of_disk(&disk),
             disk.get("name").and_then(Value::as_str),
         ) else {
             continue;
@@ -711,9 +715,9 @@ mod tests {
     #[test]
     fn storage_records_are_indexed_by_cluster_and_name() {
         let index = storage_index(&[
-            json!({"id": 5, "cluster": {"id": 2, "name": "c"}, "name": "local"}),
-            json!({"id": 6, "cluster": 3, "name": "nfs"}),
-            json!({"id": 7, "name": "orphan"}),
+            Listed::new(&json!({"id": 5, "cluster": {"id": 2, "name": "c"}, "name": "local"})),
+            Listed::new(&json!({"id": 6, "cluster": 3, "name": "nfs"})),
+            Listed::new(&json!({"id": 7, "name": "orphan"})),
         ]);
         assert_eq!(index.get(&(2, "local".to_string())), Some(&5));
         assert_eq!(index.get(&(3, "nfs".to_string())), Some(&6));

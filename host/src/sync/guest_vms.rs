@@ -14,7 +14,7 @@ use super::resolve::ids_by;
 use super::vms::Guest;
 use crate::events::Failure;
 use crate::mapper::{Kind, MapInput, MapOutput};
-use crate::netbox::NetBoxClient;
+use crate::netbox::{Listed, NetBoxClient};
 use crate::netbox::reconcile::normalise;
 use crate::netbox::vms::{VM_PATH, VmIdentity};
 
@@ -162,7 +162,11 @@ pub async fn read_vms(
 ) -> Result<BTreeMap<u64, NetBoxVm>, crate::netbox::NetBoxError> {
     let fields = [("fields", "id,name,cluster,disk,site".to_string())];
     let mut out = BTreeMap::new();
-    for vm in list_by(netbox, VM_PATH, "id", ids, &fields).await? {
+    for vm in list_by(netbox, VM_PATH, "id", ids, &fields)
+        .await?
+        .iter()
+        .map(Listed::value)
+    {
         if let Some(id) = vm.get("id").and_then(Value::as_u64) {
             let id_of = |field: &str| vm.get(field).map(normalise).and_then(|c| c.as_u64());
             out.insert(

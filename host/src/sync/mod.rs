@@ -38,7 +38,7 @@ use crate::mapper::MapperSet;
 use crate::netbox::prerequisites::{self, Prerequisites};
 use crate::netbox::view::Refresh;
 use crate::netbox::vms::{self as vms_netbox, VmIdentity};
-use crate::netbox::{NetBoxClient, NetBoxError, NetBoxStatus};
+use crate::netbox::{Listed, NetBoxClient, NetBoxError, NetBoxStatus};
 use crate::proxmox::Inventory;
 use crate::server::AppState;
 use crate::server::error::{ApiError, ApiResult};
@@ -70,7 +70,7 @@ pub struct SyncRun {
     /// What the run read from Proxmox, shared by its stages.
     pub proxmox: proxmox_reads::ProxmoxReads,
     /// The VM sync-state records, read once per run and shared by its stages.
-    vm_states: tokio::sync::Mutex<Option<Arc<Vec<Value>>>>,
+    vm_states: tokio::sync::Mutex<Option<Arc<Vec<Listed>>>>,
 }
 
 impl SyncRun {
@@ -138,7 +138,7 @@ impl SyncRun {
 
     /// The VM sync-state records (the Proxmox identity of each NetBox VM), read on first
     /// use and then shared by the run's stages until [`SyncRun::forget_vm_states`].
-    pub async fn vm_state_records(&self) -> Result<Arc<Vec<Value>>, NetBoxError> {
+    pub async fn vm_state_records(&self) -> Result<Arc<Vec<Listed>>, NetBoxError> {
         let mut memo = self.vm_states.lock().await;
         if let Some(records) = memo.as_ref() {
             return Ok(records.clone());

@@ -27,6 +27,7 @@ use super::{EndpointRead, StageSummary, SyncRun, read_inventories};
 use crate::events::{EventSink, Failure};
 use crate::mapper::v1::{DesiredSnapshot, GuestType};
 use crate::mapper::{Kind, MapInput, MapOutput};
+use crate::netbox::Listed;
 use crate::netbox::reconcile::{Desired, normalise};
 use crate::normalize;
 use crate::proxmox::inventory::read_snapshots;
@@ -229,12 +230,13 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
     if deleting {
         let doomed: Vec<(u64, String)> = existing
             .iter()
+            .map(Listed::value)
             .filter_map(|record| {
                 let id = record.get("id").and_then(Value::as_u64)?;
                 let name = record.get("name").and_then(Value::as_str)?;
                 let vm = record.get("virtual_machine").map(normalise)?.as_u64()?;
                 let names = seen.get(&vm)?;
-                (!matched.contains(&id) && !names.contains(name) && has_owner_tag(record)).then(
+                (!matched.contains(&id) && !names.contains(name) && has_owner_tag(&record)).then(
                     || {
                         let vm_name = record
                             .pointer("/virtual_machine/name")

@@ -23,7 +23,7 @@ use crate::mapper::v1::DesiredStorage;
 use crate::mapper::{Kind, MapInput, MapOutput};
 use crate::netbox::prerequisites::OWNERSHIP_TAG_SLUG;
 use crate::netbox::reconcile::{Desired, KindSpec, normalise};
-use crate::netbox::{NetBoxClient, NetBoxError};
+use crate::netbox::{Listed, NetBoxClient, NetBoxError};
 use crate::normalize;
 use crate::proxmox::models::{FromValue, StorageConfig};
 
@@ -238,7 +238,7 @@ async fn list_storage_records(
     cluster_ids: &BTreeSet<String>,
 ) -> Result<Vec<Value>, Failure> {
     match list_each(netbox, STORAGE_PATH, "cluster", cluster_ids, &[]).await {
-        Ok(records) => Ok(records),
+        Ok(records) => Ok(records.iter().map(Listed::value).collect()),
         Err(e) if e.status() == Some(404) => Err(plugin_missing(PHASE, &e)),
         Err(e) => Err(e.into()),
     }

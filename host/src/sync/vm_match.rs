@@ -19,6 +19,7 @@ use serde_json::{Value, json};
 use super::vms::Guest;
 use crate::events::{DuplicateNameResolved, EventSink};
 use crate::mapper::v1::DesiredVirtualMachine;
+use crate::netbox::Existing;
 use crate::netbox::vms::{IDENTITY_KEY, VmIdentity, identity_of};
 
 /// A guest the mapper wants in NetBox.
@@ -51,11 +52,12 @@ pub struct Records {
 
 impl Records {
     /// From sync-state records as listed.
-    pub fn from_records(records: &[Value]) -> Records {
+    pub fn from_records<E: Existing>(records: &[E]) -> Records {
         Records {
             identities: crate::netbox::vms::identities_from(records),
             last_names: records
                 .iter()
+                .map(Existing::parsed)
                 .filter_map(|r| {
                     Some((
                         r.pointer("/virtual_machine/id")?.as_u64()?,
