@@ -332,7 +332,7 @@ impl NetBoxClient {
             let newest = page_results(&path, self.page(&path, &newest).await?)?;
             let Some(max) = newest
                 .first()
-                .and_then(|o| o.value().get("id").and_then(Value::as_u64))
+                .and_then(Listed::id)
             else {
                 return Ok(results);
             };
@@ -376,7 +376,7 @@ impl NetBoxClient {
             let objects = page_results(path, page)?;
             let last = objects
                 .last()
-                .and_then(|o| o.value().get("id").and_then(Value::as_u64));
+                .and_then(Listed::id);
             out.extend(objects);
             match last {
                 Some(last) if more && last > after => after = last,
@@ -640,7 +640,7 @@ fn page_results(path: &str, mut page: Value) -> Result<Vec<Listed>, NetBoxError>
 fn first_page_last_id(results: &[Listed]) -> Option<u64> {
     let mut last = None;
     for object in results {
-        last = Some(object.value().get("id").and_then(Value::as_u64)?);
+        last = Some(object.id()?);
     }
     last
 }

@@ -15,22 +15,34 @@ use serde_json::{Map, Value};
 /// Keys of NetBox objects the sync never reads.
 const LINKS: [&str; 3] = ["url", "display_url", "display"];
 
-/// One object of a NetBox list, as compact JSON without NetBox's links.
+/// One object of a NetBox list, as compact JSON without NetBox's links, and its id.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Listed(Arc<str>);
+pub struct Listed {
+    id: Option<u64>,
+    text: Arc<str>,
+}
 
 impl Listed {
     /// The listed form of `object`.
     pub fn new(object: &Value) -> Listed {
-        match slim(object) {
-            Cow::Borrowed(object) => Listed(object.to_string().into()),
-            Cow::Owned(object) => Listed(object.to_string().into()),
+        let text = match slim(object) {
+            Cow::Borrowed(object) => object.to_string(),
+            Cow::Owned(object) => object.to_string(),
+        };
+        Listed {
+            id: object.get("id").and_then(Value::as_u64),
+            text: text.into(),
         }
+    }
+
+    /// The object's `id`, if it has one (known without parsing).
+    pub fn id(&self) -> Option<u64> {
+        self.id
     }
 
     /// The object, parsed (`Null` for text that is not JSON, which `new` never makes).
     pub fn value(&self) -> Value {
-        serde_json::from_str(&self.0).unwrap_or(Value::Null)
+        serde_json::from_str(&self.text).unwrap_or(Value::Null)
     }
 
     /// The object's fields, parsed (empty when it is not an object).
@@ -43,7 +55,7 @@ impl Listed {
 
     /// The compact JSON text.
     pub fn text(&self) -> &str {
-        &self.0
+        &self.text
     }
 }
 
@@ -144,6 +156,8 @@ mod tests {
     fn objects_without_links_are_kept_as_they_are() {
         let record = json!({"id": 1, "virtual_machine": 3, "proxmox_vm_id": 100});
         assert_eq!(Listed::new(&record).value(), record);
+        assert_eq!(Listed::new(&record).id(), Some(1));
+        assert_eq!(Listed::new(&json!({"name": "x"})).id(), None);
         assert_eq!(Listed::new(&record).object().len(), 3);
         assert_eq!(Listed::new(&json!([1])).object().len(), 0);
     }

@@ -98,9 +98,8 @@ async fn ensure(
         }
     };
     let mut ids = BTreeMap::new();
-    for (index, object) in applied.objects {
-        if let (Some(slug), Some(id)) = (slugs.get(index), object.get("id").and_then(Value::as_u64))
-        {
+    for (index, id) in applied.ids {
+        if let (Some(slug), Some(id)) = (slugs.get(index), id) {
             ids.insert(slug.clone(), id);
         }
     }

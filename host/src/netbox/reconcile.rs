@@ -261,8 +261,9 @@ fn key(identity: &Identity) -> Vec<String> {
 /// The outcome of applying a plan.
 #[derive(Debug, Default)]
 pub struct Applied {
-    /// NetBox object of each desired index that now exists (created, updated or unchanged).
-    pub objects: BTreeMap<usize, Value>,
+    /// NetBox id of each desired index that now exists (created, updated or unchanged);
+    /// `None` when NetBox's answer carried none. The answers themselves are not kept.
+    pub ids: BTreeMap<usize, Option<u64>>,
     /// Desired index -> why it failed (NetBox's message).
     pub failed: BTreeMap<usize, NetBoxError>,
     /// Created count.
@@ -291,9 +292,7 @@ pub async fn apply(
         ..Applied::default()
     };
     for (index, id) in &plan.unchanged {
-        applied
-            .objects
-            .insert(*index, serde_json::json!({ "id": id }));
+        applied.ids.insert(*index, Some(*id));
     }
     if !plan.creates.is_empty() {
         let (indices, payloads): (Vec<usize>, Vec<Value>) = plan
@@ -308,7 +307,9 @@ pub async fn apply(
             match result {
                 Ok(object) => {
                     applied.created += 1;
-                    applied.objects.insert(index, object);
+                    applied
+                        .ids
+                        .insert(index, object.get("id").and_then(Value::as_u64));
                 }
                 Err(e) => {
                     applied.failed.insert(index, e);
@@ -329,7 +330,9 @@ pub async fn apply(
             match result {
                 Ok(object) => {
                     applied.updated += 1;
-                    applied.objects.insert(index, object);
+                    applied
+                        .ids
+                        .insert(index, object.get("id").and_then(Value::as_u64));
                 }
                 Err(e) => {
                     applied.failed.insert(index, e);

@@ -500,7 +500,7 @@ impl NetBoxView {
                     read_at: Instant::now(),
                     objects: objects
                         .iter()
-                        .filter_map(|o| Some((o.value().get("id")?.as_u64()?, o.clone())))
+                        .filter_map(|o| Some((o.id()?, o.clone())))
                         .collect(),
                     dirty: BTreeSet::new(),
                 };
@@ -542,7 +542,7 @@ impl NetBoxView {
             }
         }
         for object in fresh {
-            if let Some(id) = object.value().get("id").and_then(Value::as_u64) {
+            if let Some(id) = object.id() {
                 entry.objects.insert(id, object.clone());
             }
         }

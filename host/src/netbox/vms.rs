@@ -176,7 +176,7 @@ pub async fn reconcile_cluster(
 
     let records: Vec<Value> = created
         .iter()
-        .filter_map(|i| Some((*i, applied.objects.get(i)?.get("id")?.as_u64()?)))
+        .filter_map(|i| Some((*i, (*applied.ids.get(i)?)?)))
         .map(|(i, vm)| {
             let d = &desired[i];
             json!({

@@ -15,8 +15,6 @@ pub struct KindResult {
     pub items: BTreeMap<usize, (Outcome, Option<u64>)>,
     /// Deleted ids (dry run: would be deleted), with their outcome.
     pub deleted: Vec<(u64, Outcome)>,
-    /// NetBox objects of the desired indices that were created or updated (as returned).
-    pub objects: BTreeMap<usize, Value>,
 }
 
 impl KindResult {
@@ -126,11 +124,10 @@ pub async fn reconcile_kind<E: Existing>(
             .items
             .insert(*index, (Outcome::Failed(describe(error)), id));
     }
-    for (index, object) in applied.objects {
+    for (index, id) in applied.ids {
         if result.items.contains_key(&index) {
             continue;
         }
-        let id = object.get("id").and_then(Value::as_u64);
         let outcome = if creates.contains(&index) {
             Outcome::Created
         } else if let Some((fields, _)) = changed.get(&index) {
@@ -139,7 +136,6 @@ pub async fn reconcile_kind<E: Existing>(
             Outcome::Unchanged
         };
         result.items.insert(index, (outcome, id));
-        result.objects.insert(index, object);
     }
     result.deleted = applied
         .deleted

@@ -19,7 +19,7 @@ use serde_json::{Value, json};
 use super::vms::Guest;
 use crate::events::{DuplicateNameResolved, EventSink};
 use crate::mapper::v1::DesiredVirtualMachine;
-use crate::netbox::Existing;
+use crate::netbox::{Existing, Listed};
 use crate::netbox::vms::{IDENTITY_KEY, VmIdentity, identity_of};
 
 /// A guest the mapper wants in NetBox.
@@ -38,7 +38,7 @@ pub struct ClusterVms {
     /// NetBox cluster id.
     pub id: u64,
     /// The VMs as listed.
-    pub vms: Vec<Value>,
+    pub vms: Vec<Listed>,
 }
 
 /// What the sync-state records say about the NetBox VMs.
@@ -92,17 +92,28 @@ pub fn match_guests(
     let mut matched = Matched::default();
     // Per NetBox cluster: listed VM position by identity (the first one wins) and by id,
     // so matching stays linear in the number of guests and VMs.
+    // Listed VMs without an identity, by the VMID of their legacy custom field.
+    let mut by_legacy: BTreeMap<String, HashMap<String, Vec<usize>>> = BTreeMap::new();
     let mut by_identity: BTreeMap<String, HashMap<String, usize>> = BTreeMap::new();
     let mut by_id: BTreeMap<String, HashMap<u64, usize>> = BTreeMap::new();
     for (name, cluster) in clusters.iter_mut() {
         attach_identities(cluster, records);
         let identities = by_identity.entry(name.clone()).or_default();
         let ids = by_id.entry(name.clone()).or_default();
-        for (at, vm) in cluster.vms.iter().enumerate() {
-            if let Some(identity) = vm.get(IDENTITY_KEY) {
-                identities.entry(identity.to_string()).or_insert(at);
+        let legacy = by_legacy.entry(name.clone()).or_default();
+        for (at, listed) in cluster.vms.iter().enumerate() {
+            let vm = listed.value();
+            match vm.get(IDENTITY_KEY) {
+                Some(identity) => {
+                    identities.entry(identity.to_string()).or_insert(at);
+                }
+                None => {
+                    if let Some(vmid) = legacy_field(&vm, "proxmox_vm_id") {
+                        legacy.entry(vmid).or_default().push(at);
+                    }
+                }
             }
-            if let Some(id) = vm.get("id").and_then(Value::as_u64) {
+            if let Some(id) = listed.id() {
                 ids.entry(id).or_insert(at);
             }
         }
@@ -118,14 +129,20 @@ pub fn match_guests(
         ));
         let found = identities.get(&identity.to_string()).copied();
         let found = found.or_else(|| {
-            let at = adoptable(&cluster.vms, &guests[want.guest].identity)?;
-            let vm = cluster.vms[at].as_object_mut()?;
+            let guest = &guests[want.guest].identity;
+            let candidates = by_legacy
+                .get_mut(&want.cluster)?
+                .get_mut(&guest.vmid.to_string())?;
+            let at = adoptable_among(&cluster.vms, candidates, guest)?;
+            candidates.retain(|c| *c != at);
+            let mut vm = cluster.vms[at].value();
+            vm.as_object_mut()?.insert(IDENTITY_KEY.into(), identity.clone());
+            cluster.vms[at] = Listed::new(&vm);
             identities.insert(identity.to_string(), at);
-            vm.insert(IDENTITY_KEY.into(), identity);
-            matched.adopted.extend(vm.get("id").and_then(Value::as_u64));
+            matched.adopted.extend(cluster.vms[at].id());
             Some(at)
         });
-        if let Some(id) = found.and_then(|at| cluster.vms[at].get("id")?.as_u64()) {
+        if let Some(id) = found.and_then(|at| cluster.vms[at].id()) {
             matched.vm_of.insert(index, id);
         }
     }
@@ -137,10 +154,11 @@ pub fn match_guests(
             };
             let Some(current) = clusters.get(&want.cluster).and_then(|c| {
                 let at = *by_id.get(&want.cluster)?.get(vm)?;
-                c.vms.get(at)?.get("name")?.as_str()
+                c.vms.get(at)?.value().get("name")?.as_str().map(str::to_string)
             }) else {
                 continue;
             };
+            let current = current.as_str();
             let guest = &guests[want.guest];
             let proxmox = guest.resource.name.clone().unwrap_or_default();
             if keeps_operator_name(
@@ -167,12 +185,9 @@ pub fn match_guests(
     let mut taken: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (name, cluster) in clusters.iter() {
         let names = taken.entry(name.clone()).or_default();
-        for vm in &cluster.vms {
-            if vm
-                .get("id")
-                .and_then(Value::as_u64)
-                .is_some_and(|id| !claimed.contains(&id))
-                && let Some(n) = vm.get("name").and_then(Value::as_str)
+        for listed in &cluster.vms {
+            if listed.id().is_some_and(|id| !claimed.contains(&id))
+                && let Some(n) = listed.value().get("name").and_then(Value::as_str)
             {
                 names.insert(n.to_lowercase());
             }
@@ -191,39 +206,63 @@ pub fn match_guests(
     matched
 }
 
-/// Put each listed VM's identity under [`IDENTITY_KEY`].
+/// Put each listed VM's identity under [`IDENTITY_KEY`] (only VMs with a sync-state
+/// record are parsed and rewritten).
 fn attach_identities(cluster: &mut ClusterVms, records: &Records) {
-    for vm in cluster.vms.iter_mut().filter_map(Value::as_object_mut) {
-        let Some(id) = vm.get("id").and_then(Value::as_u64) else {
+    for listed in cluster.vms.iter_mut() {
+        let Some((_, identity)) = listed.id().and_then(|id| records.identities.get(&id)) else {
             continue;
         };
-        if let (Some((_, identity)), Some(c)) =
-            (records.identities.get(&id), vm.get("cluster").cloned())
-        {
-            vm.insert(IDENTITY_KEY.into(), Value::Array(identity_of(&c, identity)));
+        let mut vm = listed.value();
+        let Some(object) = vm.as_object_mut() else {
+            continue;
+        };
+        if let Some(c) = object.get("cluster").cloned() {
+            object.insert(IDENTITY_KEY.into(), Value::Array(identity_of(&c, identity)));
+            *listed = Listed::new(&vm);
         }
     }
 }
 
-/// The one VM without a sync-state record whose legacy custom fields name this guest.
-fn adoptable(vms: &[Value], identity: &VmIdentity) -> Option<usize> {
-    let text = |v: &Value| match v {
+/// A legacy custom field of a listed VM (the plugin's fields before sync-state records),
+/// as text.
+fn legacy_field(vm: &Value, name: &str) -> Option<String> {
+    match vm.get("custom_fields")?.get(name)? {
         Value::String(s) => Some(s.trim().to_string()),
         Value::Number(n) => Some(n.to_string()),
         _ => None,
-    };
-    let fits: Vec<usize> = vms
-        .iter()
-        .enumerate()
-        .filter(|(_, vm)| vm.get(IDENTITY_KEY).is_none())
-        .filter(|(_, vm)| {
-            let fields = vm.get("custom_fields");
-            let field = |name: &str| fields.and_then(|f| f.get(name)).and_then(text);
-            field("proxmox_vm_id") == Some(identity.vmid.to_string())
-                && field("proxmox_vm_type").is_none_or(|t| t == identity.kind)
-                && field("proxmox_endpoint_id").is_none_or(|e| e == identity.endpoint.to_string())
+    }
+}
+
+/// The one VM without a sync-state record whose legacy custom fields name this guest.
+#[cfg(test)]
+fn adoptable<E: Existing>(vms: &[E], identity: &VmIdentity) -> Option<usize> {
+    let candidates: Vec<usize> = (0..vms.len())
+        .filter(|at| {
+            let vm = vms[*at].parsed();
+            vm.get(IDENTITY_KEY).is_none()
+                && legacy_field(&vm, "proxmox_vm_id") == Some(identity.vmid.to_string())
         })
-        .map(|(at, _)| at)
+        .collect();
+    adoptable_among(vms, &candidates, identity)
+}
+
+/// The one of `candidates` (positions in `vms` of VMs without an identity whose legacy
+/// VMID is this guest's) whose other legacy fields do not name another guest.
+fn adoptable_among<E: Existing>(
+    vms: &[E],
+    candidates: &[usize],
+    identity: &VmIdentity,
+) -> Option<usize> {
+    let fits: Vec<usize> = candidates
+        .iter()
+        .copied()
+        .filter(|at| {
+            let vm = vms[*at].parsed();
+            legacy_field(&vm, "proxmox_vm_type").is_none_or(|t| t == identity.kind)
+                && legacy_field(&vm, "proxmox_endpoint_id")
+                    .is_none_or(|e| e == identity.endpoint.to_string())
+        })
         .collect();
     match fits.as_slice() {
         [one] => Some(*one),

@@ -19,7 +19,7 @@ use super::{EndpointRead, StageSummary, SyncRun, custom_fields, read_inventories
 use crate::events::{EventSink, Failure};
 use crate::mapper::v1::{DesiredVirtualMachine, GuestInput, GuestType};
 use crate::mapper::{Kind, MapInput, MapOutput};
-use crate::netbox::NetBoxClient;
+use crate::netbox::{Listed, NetBoxClient};
 use crate::netbox::reconcile::Desired;
 use crate::netbox::vms::{self, IDENTITY_KEY, VM_PATH, VM_STATE_PATH, VmIdentity, identity_of};
 use crate::normalize;
@@ -243,7 +243,7 @@ pub async fn reconcile(
     {
         if let Some(id) = topology.clusters.get(&name).and_then(|c| c.id) {
             let query = [("cluster_id", id.to_string()), ("fields", fields.clone())];
-            let vms = netbox.list(VM_PATH, &query).await?;
+            let vms = netbox.listed(VM_PATH, &query).await?;
             clusters.insert(name, ClusterVms { id, vms });
         }
     }
@@ -318,11 +318,12 @@ pub async fn reconcile(
         .values()
         .flat_map(|c| &c.vms)
         .filter(|vm| {
-            vm.get("virtual_disk_count")
+            vm.value()
+                .get("virtual_disk_count")
                 .and_then(Value::as_u64)
                 .is_some_and(|n| n > 0)
         })
-        .filter_map(|vm| vm.get("id").and_then(Value::as_u64))
+        .filter_map(Listed::id)
         .collect();
     for (index, want) in wants.into_iter().enumerate() {
         let disk_total_owned = matched
@@ -415,7 +416,7 @@ pub async fn reconcile(
 
     let mut ids = BTreeMap::new();
     let mut count = 0;
-    let mut orphans: Vec<Value> = Vec::new();
+    let mut orphans: Vec<Listed> = Vec::new();
     for (cluster_name, members) in by_cluster {
         let cluster = topology.clusters.get(&cluster_name).copied();
         let desired: Vec<Desired> = members
@@ -436,11 +437,11 @@ pub async fn reconcile(
             record_identities(netbox, &result, &members, guests, &matched, &records).await;
         }
         let matched: BTreeSet<u64> = result.items.values().filter_map(|(_, id)| *id).collect();
-        orphans.extend(existing.into_iter().filter(|vm| {
-            vm.get("id")
-                .and_then(Value::as_u64)
-                .is_some_and(|id| !matched.contains(&id))
-        }));
+        orphans.extend(
+            existing
+                .into_iter()
+                .filter(|vm| vm.id().is_some_and(|id| !matched.contains(&id))),
+        );
         for (index, (want, _)) in members.iter().enumerate() {
             let (outcome, id) = result.outcome(index);
             if let Some(id) = id {
@@ -472,7 +473,7 @@ async fn delete_orphans(
     run: &SyncRun,
     reads: &[EndpointRead<'_>],
     guests: &[Guest<'_>],
-    candidates: &[Value],
+    candidates: &[Listed],
     phase: &mut Phase,
 ) {
     let complete: BTreeSet<u64> = reads
@@ -491,7 +492,7 @@ async fn delete_orphans(
         })
         .collect();
     let mut doomed = Vec::new();
-    for vm in candidates {
+    for vm in candidates.iter().map(Listed::value) {
         let Some(identity) = vm.get(IDENTITY_KEY).and_then(Value::as_array) else {
             continue;
         };
