@@ -149,7 +149,7 @@ mod tests {
                 "links": {"url": "no id here, kept"},
             })
         );
-        assert!(!listed.text().contains(' '), "{}", listed.text());
+        assert_eq!(listed.text(), listed.value().to_string(), "compact JSON");
     }
 
     #[test]
