@@ -48,11 +48,11 @@ fn status_mib(status: &str, key: &str) -> f64 {
 }
 
 /// Reads an SSE body as it arrives: the `complete` payload, and when each stage's
-/// `step` frame said `completed` (seconds since `started`).
+/// `step` frame said `completed` (seconds since `started`) with the peak RSS by then.
 async fn read_stream(
     mut response: reqwest::Response,
     started: Instant,
-) -> (Value, Vec<(String, f64)>) {
+) -> (Value, Vec<(String, f64, f64)>) {
     let mut buffer = String::new();
     let mut event = String::new();
     let mut stages = Vec::new();
@@ -73,7 +73,11 @@ async fn read_stream(
                             && let Some(step) = frame["step"].as_str()
                             && frame.get("result").is_some()
                         {
-                            stages.push((step.to_string(), started.elapsed().as_secs_f64()));
+                            stages.push((
+                                step.to_string(),
+                                started.elapsed().as_secs_f64(),
+                                peak_rss_mib(),
+                            ));
                         }
                     }
                     _ => {}
@@ -258,13 +262,17 @@ async fn run_size(guests: usize, url: &url::Url, token: &str, mappers: &MapperSe
         let mut previous = 0.0;
         let breakdown: Vec<String> = stages
             .iter()
-            .map(|(stage, at)| {
-                let part = format!("{stage} {:.1} s", at - previous);
+            .map(|(stage, at, rss)| {
+                let part = format!("{stage} {:.1} s ({rss:.0} MiB)", at - previous);
                 previous = *at;
                 part
             })
             .collect();
-        println!("{:>14}  stages: {}", "", breakdown.join(", "));
+        println!(
+            "{:>14}  stages (peak RSS when each ended): {}",
+            "",
+            breakdown.join(", ")
+        );
         println!("{:>14}  NetBox view: {}", "", r["netbox_view"]);
     }
 }
