@@ -319,9 +319,7 @@ impl NetBoxClient {
             return Ok(results);
         };
         let last = first_page_last_id(&results);
-        if keyed
-            && let Some(last) = last
-        {
+        if keyed && let Some(last) = last {
             let mut newest = query.clone();
             newest.retain(|(k, _)| k != "ordering" && k != "limit");
             newest.extend([
@@ -330,10 +328,7 @@ impl NetBoxClient {
                 ("fields".into(), "id".into()),
             ]);
             let newest = page_results(&path, self.page(&path, &newest).await?)?;
-            let Some(max) = newest
-                .first()
-                .and_then(Listed::id)
-            else {
+            let Some(max) = newest.first().and_then(Listed::id) else {
                 return Ok(results);
             };
             let ranges = id_ranges(last, max, self.inner.config.max_concurrency.max(1));
@@ -374,9 +369,7 @@ impl NetBoxClient {
             let page = self.page(path, &q).await?;
             let more = page.get("next").is_some_and(|n| !n.is_null());
             let objects = page_results(path, page)?;
-            let last = objects
-                .last()
-                .and_then(Listed::id);
+            let last = objects.last().and_then(Listed::id);
             out.extend(objects);
             match last {
                 Some(last) if more && last > after => after = last,

@@ -617,7 +617,9 @@ impl NetBoxView {
                 };
                 match holds(query, object) {
                     Some(true) => {
-                        entry.objects.insert(id, Listed::new(&project(query, object)));
+                        entry
+                            .objects
+                            .insert(id, Listed::new(&project(query, object)));
                         entry.dirty.remove(&id);
                     }
                     Some(false) => {
@@ -983,7 +985,10 @@ mod tests {
             state.usable = true;
             let entry = |objects: &[(u64, Value)]| Entry {
                 read_at: Instant::now(),
-                objects: objects.iter().map(|(id, o)| (*id, Listed::new(o))).collect(),
+                objects: objects
+                    .iter()
+                    .map(|(id, o)| (*id, Listed::new(o)))
+                    .collect(),
                 dirty: BTreeSet::new(),
             };
             state.entries.insert(

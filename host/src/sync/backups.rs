@@ -912,7 +912,10 @@ mod tests {
         let canonical = records[1].clone();
         canonicalise_times(&mut records, "creation_time");
         assert_eq!(records[0].value()["creation_time"], "2025-10-08T00:33:20Z");
-        assert!(std::ptr::eq(records[1].text(), canonical.text()), "rewritten needlessly");
+        assert!(
+            std::ptr::eq(records[1].text(), canonical.text()),
+            "rewritten needlessly"
+        );
     }
 
     #[test]

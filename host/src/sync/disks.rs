@@ -30,10 +30,10 @@ use super::{StageSummary, SyncRun, custom_fields, read_inventories};
 use crate::events::{ErrorCategory, ErrorDetail, EventSink, Failure};
 use crate::mapper::v1::{DesiredVirtualDisk, GuestInput};
 use crate::mapper::{Kind, MapInput, MapOutput};
-use crate::netbox::{Existing, Listed, NetBoxClient};
 use crate::netbox::prerequisites::OWNERSHIP_TAG_SLUG;
 use crate::netbox::reconcile::{Desired, KindSpec, normalise};
 use crate::netbox::vms::VM_PATH;
+use crate::netbox::{Existing, Listed, NetBoxClient};
 
 /// Stage and phase name.
 pub const PHASE: &str = "virtual-disks";

@@ -14,9 +14,9 @@ use super::resolve::ids_by;
 use super::vms::Guest;
 use crate::events::Failure;
 use crate::mapper::{Kind, MapInput, MapOutput};
-use crate::netbox::{Listed, NetBoxClient};
 use crate::netbox::reconcile::normalise;
 use crate::netbox::vms::{VM_PATH, VmIdentity};
+use crate::netbox::{Listed, NetBoxClient};
 
 /// A NetBox VM as the child stages need it.
 #[derive(Clone, Debug)]

@@ -19,8 +19,8 @@ use serde_json::{Value, json};
 use super::vms::Guest;
 use crate::events::{DuplicateNameResolved, EventSink};
 use crate::mapper::v1::DesiredVirtualMachine;
-use crate::netbox::{Existing, Listed};
 use crate::netbox::vms::{IDENTITY_KEY, VmIdentity, identity_of};
+use crate::netbox::{Existing, Listed};
 
 /// A guest the mapper wants in NetBox.
 pub struct Want {
@@ -136,7 +136,8 @@ pub fn match_guests(
             let at = adoptable_among(&cluster.vms, candidates, guest)?;
             candidates.retain(|c| *c != at);
             let mut vm = cluster.vms[at].value();
-            vm.as_object_mut()?.insert(IDENTITY_KEY.into(), identity.clone());
+            vm.as_object_mut()?
+                .insert(IDENTITY_KEY.into(), identity.clone());
             cluster.vms[at] = Listed::new(&vm);
             identities.insert(identity.to_string(), at);
             matched.adopted.extend(cluster.vms[at].id());
@@ -154,7 +155,12 @@ pub fn match_guests(
             };
             let Some(current) = clusters.get(&want.cluster).and_then(|c| {
                 let at = *by_id.get(&want.cluster)?.get(vm)?;
-                c.vms.get(at)?.value().get("name")?.as_str().map(str::to_string)
+                c.vms
+                    .get(at)?
+                    .value()
+                    .get("name")?
+                    .as_str()
+                    .map(str::to_string)
             }) else {
                 continue;
             };

@@ -19,9 +19,9 @@ use super::{EndpointRead, StageSummary, SyncRun, custom_fields, read_inventories
 use crate::events::{EventSink, Failure};
 use crate::mapper::v1::{DesiredVirtualMachine, GuestInput, GuestType};
 use crate::mapper::{Kind, MapInput, MapOutput};
-use crate::netbox::{Listed, NetBoxClient};
 use crate::netbox::reconcile::Desired;
 use crate::netbox::vms::{self, IDENTITY_KEY, VM_PATH, VM_STATE_PATH, VmIdentity, identity_of};
+use crate::netbox::{Listed, NetBoxClient};
 use crate::normalize;
 use crate::proxmox::models::{ClusterResource, GuestKind};
 
