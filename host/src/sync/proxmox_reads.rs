@@ -16,6 +16,9 @@ use crate::proxmox::models::{ClusterResource, GuestConfig};
 use crate::proxmox::{Inventory, ProxmoxError};
 use crate::server::sessions::Session;
 
+/// Guest configs by `(endpoint id, VMID)`: compact JSON, or why the read failed.
+type ConfigCache = HashMap<(i64, u32), Result<Box<str>, String>>;
+
 /// What the run has read from Proxmox so far.
 #[derive(Default)]
 pub struct ProxmoxReads {
@@ -23,7 +26,7 @@ pub struct ProxmoxReads {
     inventories: OnceCell<Vec<Result<Inventory, String>>>,
     /// Guest configs by `(endpoint id, VMID)` as compact JSON (a fifth of their parsed
     /// size; each stage parses the ones it uses), or why the read failed.
-    configs: Mutex<HashMap<(i64, u32), Result<Box<str>, String>>>,
+    configs: Mutex<ConfigCache>,
 }
 
 impl ProxmoxReads {
@@ -86,7 +89,7 @@ impl ProxmoxReads {
         inventory::tally(inventory, results)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<(i64, u32), Result<Box<str>, String>>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, ConfigCache> {
         self.configs.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
