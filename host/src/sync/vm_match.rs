@@ -97,12 +97,11 @@ pub fn match_guests(
     let mut by_identity: BTreeMap<String, HashMap<String, usize>> = BTreeMap::new();
     let mut by_id: BTreeMap<String, HashMap<u64, usize>> = BTreeMap::new();
     for (name, cluster) in clusters.iter_mut() {
-        attach_identities(cluster, records);
         let identities = by_identity.entry(name.clone()).or_default();
         let ids = by_id.entry(name.clone()).or_default();
         let legacy = by_legacy.entry(name.clone()).or_default();
-        for (at, listed) in cluster.vms.iter().enumerate() {
-            let vm = listed.value();
+        for (at, listed) in cluster.vms.iter_mut().enumerate() {
+            let vm = attach_identity(listed, records);
             match vm.get(IDENTITY_KEY) {
                 Some(identity) => {
                     identities.entry(identity.to_string()).or_insert(at);
@@ -212,22 +211,18 @@ pub fn match_guests(
     matched
 }
 
-/// Put each listed VM's identity under [`IDENTITY_KEY`] (only VMs with a sync-state
-/// record are parsed and rewritten).
-fn attach_identities(cluster: &mut ClusterVms, records: &Records) {
-    for listed in cluster.vms.iter_mut() {
-        let Some((_, identity)) = listed.id().and_then(|id| records.identities.get(&id)) else {
-            continue;
-        };
-        let mut vm = listed.value();
-        let Some(object) = vm.as_object_mut() else {
-            continue;
-        };
-        if let Some(c) = object.get("cluster").cloned() {
-            object.insert(IDENTITY_KEY.into(), Value::Array(identity_of(&c, identity)));
-            *listed = Listed::new(&vm);
-        }
+/// The listed VM, parsed, with its identity under [`IDENTITY_KEY`] when it has a
+/// sync-state record (then `listed` is rewritten with it, for the reconcile to read).
+fn attach_identity(listed: &mut Listed, records: &Records) -> Value {
+    let mut vm = listed.value();
+    let identity = listed.id().and_then(|id| records.identities.get(&id));
+    if let (Some((_, identity)), Some(object)) = (identity, vm.as_object_mut())
+        && let Some(c) = object.get("cluster").cloned()
+    {
+        object.insert(IDENTITY_KEY.into(), Value::Array(identity_of(&c, identity)));
+        *listed = Listed::new(&vm);
     }
+    vm
 }
 
 /// A legacy custom field of a listed VM (the plugin's fields before sync-state records),
