@@ -126,7 +126,8 @@ pub fn plan<E: Existing>(spec: &KindSpec, desired: &[Desired], existing: &[E]) -
     plan
 }
 
-/// The owned fields of `want` that differ from `current` (tags merged if the kind says so).
+/// The owned fields of `want` that differ from `current` (tags merged if the kind says so;
+/// `tagged_vlans` compared as a set).
 pub fn diff(
     spec: &KindSpec,
     want: &Map<String, Value>,
@@ -166,6 +167,19 @@ pub fn diff(
                     })
                 });
                 if differs {
+                    patch.insert(field.clone(), value.clone());
+                }
+            }
+            "tagged_vlans" => {
+                let ids = |v: Option<&Value>| -> BTreeSet<String> {
+                    v.map(normalise)
+                        .and_then(|v| v.as_array().cloned())
+                        .unwrap_or_default()
+                        .iter()
+                        .map(Value::to_string)
+                        .collect()
+                };
+                if ids(current.get(field)) != ids(Some(value)) {
                     patch.insert(field.clone(), value.clone());
                 }
             }

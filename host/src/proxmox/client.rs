@@ -172,6 +172,39 @@ impl ProxmoxClient {
         }
     }
 
+    /// GET `path` with its own time limit per attempt and at most `retries` retries after
+    /// a retryable failure (the guest agent: a hung agent must not hold a run for the
+    /// client's full timeout and retries).
+    pub async fn get_bounded(
+        &self,
+        path: &str,
+        timeout: Duration,
+        retries: u32,
+    ) -> Result<Value, ProxmoxError> {
+        let path = path.trim_start_matches('/');
+        let mut attempt = 0u32;
+        loop {
+            let result = {
+                let _permit = self.inner.permits.acquire().await.expect("semaphore open");
+                match tokio::time::timeout(timeout, self.get_once(path, &[])).await {
+                    Ok(result) => result,
+                    Err(_) => Err(ProxmoxError::Timeout {
+                        path: path.to_string(),
+                        seconds: timeout.as_secs(),
+                    }),
+                }
+            };
+            match result {
+                Err(e) if e.is_retryable() && attempt < retries => {
+                    tracing::debug!(path, attempt, "retrying after {e}");
+                    attempt += 1;
+                    tokio::time::sleep(self.inner.config.retry_backoff).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
     async fn get_once(&self, path: &str, query: &[(&str, String)]) -> Result<Value, ProxmoxError> {
         let url = self.url(path)?;
         let request = self.inner.http.get(url).query(query);
@@ -431,7 +464,9 @@ impl ProxmoxClient {
             "nodes/{}/qemu/{vmid}/agent/network-get-interfaces",
             seg(node)
         );
-        let data = self.get(&path, &[]).await?;
+        let data = self
+            .get_bounded(&path, AGENT_TIMEOUT, AGENT_RETRIES)
+            .await?;
         // Old PVE answered 200 with the agent's error inside `result`.
         let result = match data.get("result") {
             Some(Value::Object(obj)) if obj.contains_key("error") => {
@@ -526,6 +561,12 @@ impl ProxmoxClient {
 fn seg(text: &str) -> String {
     url::form_urlencoded::byte_serialize(text.as_bytes()).collect()
 }
+
+/// Time limit of one guest-agent read (`network-get-interfaces`).
+pub const AGENT_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Retries of a guest-agent read after a timeout or transport failure.
+pub const AGENT_RETRIES: u32 = 1;
 
 /// Tickets contain `:` and `=`, which are fine in a cookie; encode what is not.
 fn encode_cookie(ticket: &str) -> String {

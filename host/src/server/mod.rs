@@ -301,6 +301,30 @@ pub fn router(state: AppState) -> Router {
             get(sync::snapshots_stream),
         )
         .route(
+            "/dcim/devices/interfaces/create",
+            get(sync::node_interfaces_json),
+        )
+        .route(
+            "/dcim/devices/interfaces/create/stream",
+            get(sync::node_interfaces_stream),
+        )
+        .route(
+            "/virtualization/virtual-machines/interfaces/create",
+            get(sync::vm_interfaces_json),
+        )
+        .route(
+            "/virtualization/virtual-machines/interfaces/create/stream",
+            get(sync::vm_interfaces_stream),
+        )
+        .route(
+            "/virtualization/virtual-machines/interfaces/ip-address/create",
+            get(sync::vm_ips_json),
+        )
+        .route(
+            "/virtualization/virtual-machines/interfaces/ip-address/create/stream",
+            get(sync::vm_ips_stream),
+        )
+        .route(
             "/virtualization/virtual-machines/{netbox_vm_id}/create",
             get(sync::vm_json),
         )

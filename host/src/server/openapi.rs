@@ -440,6 +440,60 @@ pub const ROUTES: &[RouteDoc] = &[
     ),
     route!(
         "get",
+        "/dcim/devices/interfaces/create",
+        "sync",
+        "Sync node network interfaces (VLANs, MACs, IPs); JSON result",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/dcim/devices/interfaces/create/stream",
+        "sync",
+        "Sync node network interfaces (VLANs, MACs, IPs); SSE progress",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/virtualization/virtual-machines/interfaces/create",
+        "sync",
+        "Sync guest NICs to VM interfaces (VLANs, MACs); JSON result",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/virtualization/virtual-machines/interfaces/create/stream",
+        "sync",
+        "Sync guest NICs to VM interfaces (VLANs, MACs); SSE progress",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/virtualization/virtual-machines/interfaces/ip-address/create",
+        "sync",
+        "Sync guest IP addresses and primary IPs; JSON result",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/virtualization/virtual-machines/interfaces/ip-address/create/stream",
+        "sync",
+        "Sync guest IP addresses and primary IPs; SSE progress",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
         "/full-update",
         "sync",
         "Every stage in order; JSON result",

@@ -39,6 +39,8 @@ pub struct Topology {
     pub clusters: BTreeMap<String, ClusterRef>,
     /// Device ids by `(NetBox cluster name, device name)`.
     pub devices: BTreeMap<(String, String), u64>,
+    /// Device id and name by `(Proxmox endpoint id, node name)`.
+    pub nodes: BTreeMap<(i64, String), (u64, String)>,
 }
 
 /// Run the stage with its events.
@@ -50,6 +52,7 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
 
 struct Node {
     item: Item,
+    endpoint: i64,
     cluster: String,
     desired: Result<Option<DesiredDevice>, String>,
     site_hint: Option<String>,
@@ -81,6 +84,7 @@ pub async fn reconcile(
             let endpoint = &read.session.endpoint;
             let mut node = Node {
                 item: Item::new(name.clone(), "node"),
+                endpoint: endpoint.id,
                 cluster: read.inventory.name.clone(),
                 desired: Ok(None),
                 site_hint: endpoint.site_slug.clone().filter(|s| !s.is_empty()),
@@ -258,6 +262,8 @@ pub async fn reconcile(
                 .and_then(Value::as_str)
                 .unwrap_or_default()
                 .to_string();
+            out.nodes
+                .insert((node.endpoint, node.item.name.clone()), (id, name.clone()));
             out.devices.insert((cluster_name.clone(), name), id);
         }
         report(&node.item.clone().with_id(id), outcome);

@@ -9,21 +9,30 @@
 //! - [`mapping`]: mappers over batches, off the async runtime.
 //! - [`resolve`]: natural keys (slugs, names) to NetBox ids.
 //! - [`report`]: per-object `item_progress`, `phase_summary` and legacy frames.
-//! - [`devices`], [`vms`]: the stages.
+//! - [`guest_nics`], [`vlans`], [`macs`], [`ip_addresses`]: what the network stages share.
+//! - [`devices`], [`vms`], [`storage`], [`disks`], [`backups`], [`snapshots`],
+//!   [`node_interfaces`], [`vm_interfaces`], [`vm_ips`]: the stages.
 
 pub mod apply;
 pub mod backups;
 pub mod devices;
 pub mod disks;
 pub mod full_update;
+pub mod guest_nics;
 pub mod guest_vms;
+pub mod ip_addresses;
+pub mod macs;
 pub mod mapping;
+pub mod node_interfaces;
 pub mod options;
 pub mod proxmox_reads;
 pub mod report;
 pub mod resolve;
 pub mod snapshots;
 pub mod storage;
+pub mod vlans;
+pub mod vm_interfaces;
+pub mod vm_ips;
 pub mod vm_match;
 pub mod vms;
 
@@ -181,6 +190,12 @@ pub enum StageKind {
     Backups,
     /// Guest snapshots → the plugin's snapshot records.
     Snapshots,
+    /// Node network interfaces → device interfaces (with VLANs, MACs, IPs).
+    NodeInterfaces,
+    /// Guest NICs → VM interfaces (with VLANs, MACs).
+    VmInterfaces,
+    /// Guest addresses → IP addresses on VM interfaces, and primary IPs.
+    VmIpAddresses,
 }
 
 impl StageKind {
@@ -193,17 +208,23 @@ impl StageKind {
             StageKind::VirtualDisks => disks::PHASE,
             StageKind::Backups => backups::PHASE,
             StageKind::Snapshots => snapshots::PHASE,
+            StageKind::NodeInterfaces => node_interfaces::PHASE,
+            StageKind::VmInterfaces => vm_interfaces::PHASE,
+            StageKind::VmIpAddresses => vm_ips::PHASE,
         }
     }
 
     /// Every stage, in the order a full update runs them.
-    pub const ALL: [StageKind; 6] = [
+    pub const ALL: [StageKind; 9] = [
         StageKind::Devices,
         StageKind::Storage,
         StageKind::VirtualMachines,
         StageKind::VirtualDisks,
         StageKind::Backups,
         StageKind::Snapshots,
+        StageKind::NodeInterfaces,
+        StageKind::VmInterfaces,
+        StageKind::VmIpAddresses,
     ];
 
     /// Key of the stage in the full-update result (`virtual_machines`, ...).
@@ -215,6 +236,9 @@ impl StageKind {
             StageKind::VirtualDisks => "virtual_disks",
             StageKind::Backups => "backups",
             StageKind::Snapshots => "snapshots",
+            StageKind::NodeInterfaces => "node_interfaces",
+            StageKind::VmInterfaces => "vm_interfaces",
+            StageKind::VmIpAddresses => "vm_ip_addresses",
         }
     }
 
@@ -227,6 +251,9 @@ impl StageKind {
             StageKind::VirtualDisks => disks::stage(run, sink).await,
             StageKind::Backups => backups::stage(run, sink).await,
             StageKind::Snapshots => snapshots::stage(run, sink).await,
+            StageKind::NodeInterfaces => node_interfaces::stage(run, sink).await,
+            StageKind::VmInterfaces => vm_interfaces::stage(run, sink).await,
+            StageKind::VmIpAddresses => vm_ips::stage(run, sink).await,
         }
     }
 }

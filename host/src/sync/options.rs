@@ -66,6 +66,14 @@ pub struct SyncOptions {
     /// `delete_orphans`: delete our VMs whose guest is gone (only from completely read
     /// endpoints, only ownership-tagged VMs with our identity record).
     pub delete_orphans: bool,
+    /// `ignore_ipv6_link_local_addresses`, if given (passed to the network mappers as
+    /// the site parameter `keep-link-local`, negated).
+    pub ignore_ipv6_link_local: Option<bool>,
+    /// `primary_ip_preference` (`ipv4`/`ipv6`), if given (passed to the network mappers
+    /// as `primary-ip-preference`).
+    pub primary_ip_preference: Option<String>,
+    /// `sync_vm_interface_macs` (default true): write VM interfaces' MAC addresses.
+    pub sync_vm_interface_macs: bool,
     /// Warnings about the options themselves (reported in the stream).
     pub warnings: Vec<String>,
 }
@@ -114,6 +122,12 @@ impl SyncOptions {
                 .map(str::to_string),
             dry_run: query.bool("dry_run")?.unwrap_or(false),
             delete_orphans: query.bool("delete_orphans")?.unwrap_or(false),
+            ignore_ipv6_link_local: query.bool("ignore_ipv6_link_local_addresses")?,
+            primary_ip_preference: query
+                .get("primary_ip_preference")
+                .map(|p| p.trim().to_ascii_lowercase())
+                .filter(|p| p == "ipv4" || p == "ipv6"),
+            sync_vm_interface_macs: query.bool("sync_vm_interface_macs")?.unwrap_or(true),
             warnings,
         })
     }

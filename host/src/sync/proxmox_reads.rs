@@ -11,13 +11,29 @@ use std::sync::Mutex;
 
 use tokio::sync::OnceCell;
 
+use crate::mapper::v1::{GuestType, ObservedInterface};
+use crate::normalize::network;
 use crate::proxmox::inventory::{self, Completeness};
 use crate::proxmox::models::{ClusterResource, GuestConfig};
-use crate::proxmox::{Inventory, ProxmoxError};
+use crate::proxmox::{Inventory, ProxmoxClient, ProxmoxError};
 use crate::server::sessions::Session;
 
 /// Guest configs by `(endpoint id, VMID)`: compact JSON, or why the read failed.
 type ConfigCache = HashMap<(i64, u32), Result<Box<str>, String>>;
+
+/// What guests report about their interfaces, by `(endpoint id, VMID)` (none: no answer).
+type ObservedCache = HashMap<(i64, u32), Option<Vec<ObservedInterface>>>;
+
+/// A guest to ask about its interfaces.
+#[derive(Clone, Debug)]
+pub struct Ask {
+    /// Node it runs on.
+    pub node: String,
+    /// VMID.
+    pub vmid: u32,
+    /// QEMU (the guest agent) or LXC (the container's interfaces).
+    pub guest_type: GuestType,
+}
 
 /// What the run has read from Proxmox so far.
 #[derive(Default)]
@@ -27,6 +43,8 @@ pub struct ProxmoxReads {
     /// Guest configs by `(endpoint id, VMID)` as compact JSON (a fifth of their parsed
     /// size; each stage parses the ones it uses), or why the read failed.
     configs: Mutex<ConfigCache>,
+    /// What the guests asked so far reported about their interfaces.
+    observed: Mutex<ObservedCache>,
 }
 
 impl ProxmoxReads {
@@ -89,7 +107,72 @@ impl ProxmoxReads {
         inventory::tally(inventory, results)
     }
 
+    /// What each of `asks` reports about its interfaces (the QEMU guest agent with its own
+    /// time limit and one retry, a container's `/interfaces`), asked through `session` at
+    /// most `concurrency` at a time and only once per run; none where it did not answer.
+    pub async fn observed(
+        &self,
+        session: &Session,
+        asks: &[Ask],
+        concurrency: usize,
+    ) -> Vec<Option<Vec<ObservedInterface>>> {
+        use futures::StreamExt;
+        let endpoint = session.endpoint.id;
+        let missing: Vec<Ask> = {
+            let cache = self.observed_lock();
+            asks.iter()
+                .filter(|a| !cache.contains_key(&(endpoint, a.vmid)))
+                .cloned()
+                .collect()
+        };
+        let client = session.client.clone();
+        let read: Vec<(u32, Option<Vec<ObservedInterface>>)> = futures::stream::iter(missing)
+            .map(move |ask| observe(client.clone(), ask))
+            .buffer_unordered(concurrency.max(1))
+            .collect()
+            .await;
+        let mut cache = self.observed_lock();
+        for (vmid, seen) in read {
+            cache.insert((endpoint, vmid), seen);
+        }
+        asks.iter()
+            .map(|a| cache.get(&(endpoint, a.vmid)).cloned().flatten())
+            .collect()
+    }
+
+    fn observed_lock(&self) -> std::sync::MutexGuard<'_, ObservedCache> {
+        self.observed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
     fn lock(&self) -> std::sync::MutexGuard<'_, ConfigCache> {
         self.configs.lock().unwrap_or_else(|e| e.into_inner())
     }
+}
+
+/// Ask one guest about its interfaces; none when it does not answer.
+async fn observe(client: ProxmoxClient, ask: Ask) -> (u32, Option<Vec<ObservedInterface>>) {
+    let entries = match ask.guest_type {
+        GuestType::Qemu => client
+            .qemu_agent_interfaces(&ask.node, ask.vmid)
+            .await
+            .map(|list| list.into_iter().map(|i| i.raw).collect::<Vec<_>>()),
+        GuestType::Lxc => client
+            .lxc_interfaces(&ask.node, ask.vmid)
+            .await
+            .map(|list| list.into_iter().map(|i| i.raw).collect::<Vec<_>>()),
+    };
+    let seen = match entries {
+        Ok(entries) => {
+            let entries = serde_json::Value::Array(entries);
+            match ask.guest_type {
+                GuestType::Qemu => network::agent_interfaces(&entries),
+                GuestType::Lxc => network::container_interfaces(&entries),
+            }
+        }
+        Err(e) => {
+            tracing::debug!(vmid = ask.vmid, "no interfaces from the guest: {e}");
+            None
+        }
+    };
+    (ask.vmid, seen)
 }

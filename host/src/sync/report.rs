@@ -25,6 +25,8 @@ pub enum Outcome {
     Deleted,
     /// Failed, with the reason.
     Failed(String),
+    /// Not written because it would take over what belongs to another object; a warning.
+    Conflict(String),
 }
 
 /// One object's line in the report.
@@ -150,6 +152,16 @@ impl Phase {
                     format!("{} skipped: {why}", item.name),
                     None,
                     None,
+                )
+            }
+            Outcome::Conflict(why) => {
+                self.counts.skipped += 1;
+                (
+                    ItemStatus::Completed,
+                    ItemOperation::Skipped,
+                    format!("{} skipped: {why}", item.name),
+                    None,
+                    Some(why.clone()),
                 )
             }
             Outcome::Deleted => {

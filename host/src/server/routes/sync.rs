@@ -202,6 +202,9 @@ stage_routes! {
     disks_stream, disks_json => StageKind::VirtualDisks;
     backups_stream, backups_json => StageKind::Backups;
     snapshots_stream, snapshots_json => StageKind::Snapshots;
+    node_interfaces_stream, node_interfaces_json => StageKind::NodeInterfaces;
+    vm_interfaces_stream, vm_interfaces_json => StageKind::VmInterfaces;
+    vm_ips_stream, vm_ips_json => StageKind::VmIpAddresses;
 }
 
 /// The events of a full update (contract §4.6).

@@ -1,0 +1,313 @@
+//! Stage `vm-interfaces` (contract §7.5): each NIC of a guest whose VM is in NetBox
+//! becomes a NetBox VM interface, matched by `(VM, name)`, with its VLANs (found or
+//! created) and its MAC address (a MAC object made the interface's primary MAC on NetBox
+//! ≥ 4.2, the inline `mac_address` before). VM interfaces are never deleted (§8.3).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde_json::{Map, Value, json};
+
+use super::apply::{list_by, list_fields, reconcile_kind};
+use super::devices::tag_ids;
+use super::guest_nics::{self, GuestNics};
+use super::guest_vms::{self, NetBoxVm};
+use super::ip_addresses::Assigned;
+use super::macs::{self, WantMac};
+use super::report::{Item, Outcome, Phase};
+use super::resolve::ensure_tags;
+use super::vlans::{self, Vlans};
+use super::vms::read_guests;
+use super::{StageSummary, SyncRun, custom_fields, read_inventories};
+use crate::events::{EventSink, Failure};
+use crate::mapper::v1::{DesiredVmInterface, VlanRef};
+use crate::netbox::prerequisites::OWNERSHIP_TAG_SLUG;
+use crate::netbox::reconcile::{Desired, KindSpec, normalise};
+use crate::netbox::{Listed, NetBoxClient, NetBoxError};
+
+/// Stage and phase name.
+pub const PHASE: &str = "vm-interfaces";
+
+/// NetBox VM interfaces.
+pub const VM_INTERFACE_PATH: &str = "virtualization/interfaces/";
+
+/// Run the stage with its events.
+pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Failure> {
+    let netbox = &run.netbox;
+    let dry_run = run.options.dry_run;
+    let reads = read_inventories(run, sink, PHASE).await;
+    let (vms_of, wanted) = guest_vms::vms_by_identity(run).await?;
+    let guests = read_guests(run, &reads, wanted.as_ref()).await;
+    let resolved = guest_vms::resolve(run, &guests, &vms_of).await?;
+    let nics = guest_nics::read(run, &guests, &resolved.scopes).await;
+
+    let refs: Vec<VlanRef> = nics
+        .iter()
+        .flat_map(|g| g.mapped.iter())
+        .filter_map(|m| m.as_ref().ok().and_then(Option::as_ref))
+        .flat_map(|d| d.untagged_vlan.iter().chain(d.tagged_vlans.iter()))
+        .cloned()
+        .collect();
+    let vlans = vlans::ensure(netbox, &refs, dry_run).await?;
+    let mut tag_names = BTreeSet::new();
+    for d in nics
+        .iter()
+        .flat_map(|g| g.mapped.iter())
+        .filter_map(|m| m.as_ref().ok().and_then(Option::as_ref))
+    {
+        tag_names.extend(d.tags.iter().cloned());
+    }
+    let tags = ensure_tags(netbox, &tag_names, dry_run).await?;
+    let inline_mac = !run.netbox_status.has_mac_objects();
+
+    // Desired interfaces and the report lines, guest by guest.
+    enum Line {
+        Done(Item, Outcome),
+        Iface(Item, usize),
+    }
+    let mut lines: Vec<(usize, Line)> = resolved
+        .unsynced
+        .into_iter()
+        .map(|(guest, item, outcome)| (guest, Line::Done(item, outcome)))
+        .collect();
+    let mut desired: Vec<Desired> = Vec::new();
+    let mut macs_of: Vec<Option<String>> = Vec::new();
+    for entry in &nics {
+        let vm_name = vm_name(&resolved.vms, entry);
+        for (nic, mapped) in entry.nics.iter().zip(&entry.mapped) {
+            let line = match mapped {
+                Err(e) => Line::Done(
+                    Item::new(format!("{vm_name}/{}", nic.nic.key), "interface"),
+                    Outcome::Failed(e.clone()),
+                ),
+                Ok(None) => Line::Done(
+                    Item::new(format!("{vm_name}/{}", nic.nic.key), "interface"),
+                    Outcome::Skipped("the mapper does not sync it".into()),
+                ),
+                Ok(Some(d)) => {
+                    let item = Item::new(format!("{vm_name}/{}", d.name), "interface");
+                    match payload(d, entry.vm, &vlans, &tags, inline_mac) {
+                        Ok(payload) => {
+                            desired.push(Desired {
+                                identity: Some(vec![json!(entry.vm), json!(d.name)]),
+                                payload,
+                            });
+                            macs_of.push(d.mac.clone());
+                            Line::Iface(item, desired.len() - 1)
+                        }
+                        Err(e) => Line::Done(item, Outcome::Failed(e)),
+                    }
+                }
+            };
+            lines.push((entry.guest, line));
+        }
+    }
+    lines.sort_by_key(|(guest, _)| *guest);
+    let mut items: Vec<Item> = vlans.created.iter().map(|(i, _)| i.clone()).collect();
+    items.extend(lines.iter().map(|(_, line)| match line {
+        Line::Done(item, _) | Line::Iface(item, _) => item.clone(),
+    }));
+    let mut phase = Phase::start(sink, PHASE, "vm_interface", &items, dry_run);
+    for (item, outcome) in &vlans.created {
+        phase.item(item, outcome.clone());
+    }
+
+    let vm_ids: BTreeSet<u64> = nics.iter().map(|g| g.vm).collect();
+    let spec = spec(run, inline_mac);
+    let fields = list_fields(
+        &spec,
+        &desired,
+        &["virtual_machine", "name", "primary_mac_address"],
+    );
+    let existing = list_interfaces(netbox, &vm_ids, &[fields]).await?;
+    let result = reconcile_kind(netbox, &spec, &desired, &existing, false, dry_run).await;
+
+    // MAC objects of the interfaces that exist.
+    let mut mac_results: BTreeMap<usize, Result<Vec<String>, String>> = BTreeMap::new();
+    if !inline_mac && run.options.sync_vm_interface_macs {
+        let primaries = primary_macs(&existing);
+        let mut wants = Vec::new();
+        let mut of = Vec::new();
+        for (index, mac) in macs_of.iter().enumerate() {
+            if let (Some(mac), (outcome, Some(iface))) = (mac, result.outcome(index))
+                && !matches!(outcome, Outcome::Failed(_))
+            {
+                wants.push(WantMac {
+                    iface,
+                    mac: mac.clone(),
+                    primary: primaries.get(&iface).copied(),
+                });
+                of.push(index);
+            }
+        }
+        match macs::sync(netbox, Assigned::VmInterface, &wants, dry_run).await {
+            Ok(outcomes) => mac_results.extend(of.into_iter().zip(outcomes)),
+            Err(e) => {
+                for index in of {
+                    mac_results.insert(index, Err(format!("MAC address: {e}")));
+                }
+            }
+        }
+    }
+
+    let mut count = 0;
+    for (_, line) in lines {
+        match line {
+            Line::Done(item, outcome) => phase.item(&item, outcome),
+            Line::Iface(item, index) => {
+                let (outcome, id) = result.outcome(index);
+                let outcome = with_mac(outcome, mac_results.remove(&index));
+                if id.is_some() && !matches!(outcome, Outcome::Failed(_)) {
+                    count += 1;
+                }
+                phase.item(&item.with_id(id), outcome);
+            }
+        }
+    }
+    let counts = phase.finish();
+    Ok(StageSummary { counts, count })
+}
+
+/// An interface's outcome with its MAC's: a MAC change makes an unchanged interface
+/// updated; a MAC failure fails it.
+pub fn with_mac(outcome: Outcome, mac: Option<Result<Vec<String>, String>>) -> Outcome {
+    match (outcome, mac) {
+        (Outcome::Failed(e), _) => Outcome::Failed(e),
+        (_, Some(Err(e))) => Outcome::Failed(format!("MAC address: {e}")),
+        (Outcome::Unchanged, Some(Ok(fields))) if !fields.is_empty() => Outcome::Updated(fields),
+        (Outcome::Updated(mut changed), Some(Ok(fields))) => {
+            changed.extend(fields);
+            Outcome::Updated(changed)
+        }
+        (outcome, _) => outcome,
+    }
+}
+
+/// The NetBox name of a guest's VM, for report lines.
+fn vm_name(vms: &BTreeMap<u64, NetBoxVm>, entry: &GuestNics) -> String {
+    vms.get(&entry.vm)
+        .map_or_else(|| entry.input.name.clone(), |v| v.name.clone())
+}
+
+/// The VM interfaces of `vms`.
+pub async fn list_interfaces(
+    netbox: &NetBoxClient,
+    vms: &BTreeSet<u64>,
+    extra: &[(&str, String)],
+) -> Result<Vec<Listed>, NetBoxError> {
+    let ids: BTreeSet<String> = vms.iter().map(u64::to_string).collect();
+    list_by(netbox, VM_INTERFACE_PATH, "virtual_machine_id", &ids, extra).await
+}
+
+/// Each listed interface's `primary_mac_address` id.
+pub fn primary_macs(existing: &[Listed]) -> BTreeMap<u64, u64> {
+    existing
+        .iter()
+        .map(Listed::object)
+        .filter_map(|o| {
+            let id_of = |f: &str| o.get(f).map(normalise).and_then(|v| v.as_u64());
+            Some((id_of("id")?, id_of("primary_mac_address")?))
+        })
+        .collect()
+}
+
+/// The reconcile spec: `(virtual machine, name)`; tags and custom fields per the
+/// `overwrite_vm_interface_*` flags.
+fn spec(run: &SyncRun, inline_mac: bool) -> KindSpec {
+    let mut owned: BTreeSet<String> = [
+        "virtual_machine",
+        "name",
+        "enabled",
+        "mtu",
+        "description",
+        "mode",
+        "untagged_vlan",
+        "tagged_vlans",
+    ]
+    .into_iter()
+    .map(String::from)
+    .collect();
+    if inline_mac {
+        owned.insert("mac_address".into());
+    }
+    for (flag, field) in [
+        ("overwrite_vm_interface_tags", "tags"),
+        ("overwrite_vm_interface_custom_fields", "custom_fields"),
+    ] {
+        if run.options.overwrite.allows(flag) {
+            owned.insert(field.into());
+        }
+    }
+    KindSpec {
+        path: VM_INTERFACE_PATH.into(),
+        identity: Box::new(|o: &Map<String, Value>| {
+            Some(vec![
+                o.get("virtual_machine").map(normalise)?,
+                o.get("name").cloned()?,
+            ])
+        }),
+        owned,
+        merge_tags: true,
+        ownership_tag: OWNERSHIP_TAG_SLUG.into(),
+    }
+}
+
+/// The NetBox payload of one VM interface of VM `vm`. Fields the mapper leaves unset are
+/// not sent; a VLAN that does not exist (dry run) is left out.
+fn payload(
+    d: &DesiredVmInterface,
+    vm: u64,
+    vlans: &Vlans,
+    tags: &BTreeMap<String, u64>,
+    inline_mac: bool,
+) -> Result<Map<String, Value>, String> {
+    if d.name.trim().is_empty() {
+        return Err("the mapper gave the interface no name".into());
+    }
+    let mut payload = Map::new();
+    payload.insert("virtual_machine".into(), json!(vm));
+    payload.insert("name".into(), json!(d.name));
+    payload.insert("enabled".into(), json!(d.enabled));
+    if let Some(mtu) = d.mtu {
+        payload.insert("mtu".into(), json!(mtu));
+    }
+    if let Some(description) = &d.description {
+        payload.insert("description".into(), json!(description));
+    }
+    vlan_fields(
+        &mut payload,
+        d.mode.as_deref(),
+        d.untagged_vlan.as_ref(),
+        &d.tagged_vlans,
+        vlans,
+    );
+    if inline_mac && let Some(mac) = &d.mac {
+        payload.insert("mac_address".into(), json!(mac));
+    }
+    payload.insert("tags".into(), tag_ids(&d.tags, tags));
+    if let Some(fields) = custom_fields(&d.custom_fields)? {
+        payload.insert("custom_fields".into(), Value::Object(fields));
+    }
+    Ok(payload)
+}
+
+/// `mode`, `untagged_vlan` and `tagged_vlans` of an interface payload (tagged VLANs
+/// only in `tagged` mode, as NetBox requires).
+pub fn vlan_fields(
+    payload: &mut Map<String, Value>,
+    mode: Option<&str>,
+    untagged: Option<&crate::mapper::v1::VlanRef>,
+    tagged: &[crate::mapper::v1::VlanRef],
+    vlans: &Vlans,
+) {
+    let Some(mode) = mode else {
+        return;
+    };
+    payload.insert("mode".into(), json!(mode));
+    if let Some(id) = untagged.and_then(|v| vlans.id(v)) {
+        payload.insert("untagged_vlan".into(), json!(id));
+    }
+    if mode == "tagged" {
+        let ids: Vec<u64> = tagged.iter().filter_map(|v| vlans.id(v)).collect();
+        payload.insert("tagged_vlans".into(), json!(ids));
+    }
+}
