@@ -606,6 +606,9 @@ async fn the_full_update_runs_every_stage_in_order_then_writes_nothing() {
         "virtual-disks",
         "backups",
         "snapshots",
+        "node-interfaces",
+        "vm-interfaces",
+        "vm-ip-addresses",
     ];
     assert_eq!(frames[2].1["count"], stages.len());
     let lifecycle: Vec<(String, String)> = sse::named(&frames, "step")
@@ -632,7 +635,15 @@ async fn the_full_update_runs_every_stage_in_order_then_writes_nothing() {
     let result = &complete["result"];
     assert_eq!(result["devices_count"], w.sim.state().nodes.len());
     assert_eq!(result["virtual_machines_count"], w.sim.state().guests.len());
-    for key in ["storage", "virtual_disks", "backups", "snapshots"] {
+    for key in [
+        "storage",
+        "virtual_disks",
+        "backups",
+        "snapshots",
+        "node_interfaces",
+        "vm_interfaces",
+        "vm_ip_addresses",
+    ] {
         assert_eq!(result[key]["failed"], 0, "{key}: {result}");
     }
     let active = w

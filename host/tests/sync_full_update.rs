@@ -42,13 +42,16 @@ const FULL_UPDATE: &str = "/full-update/stream";
 const PRUNE: &str = "&delete_nonexistent_backup=true&delete_nonexistent_snapshot=true";
 
 /// The phases of a full update, in order.
-const PHASES: [&str; 6] = [
+const PHASES: [&str; 9] = [
     "devices",
     "storage",
     "virtual-machines",
     "virtual-disks",
     "backups",
     "snapshots",
+    "node-interfaces",
+    "vm-interfaces",
+    "vm-ip-addresses",
 ];
 
 const VM_STATE: &str = "plugins/proxbox/sync-state/virtual-machines/";
@@ -966,8 +969,22 @@ async fn a_full_update_of_200_guests_lands_then_reruns_idle_then_lands_exactly_t
     );
 
     // 4. Orphan deletion is opt-in: with `delete_orphans=true` the removed guest's VM is
-    //    deleted, and NetBox deletes what hangs on it (its disks, backup and snapshot
-    //    records, and their sync-state records) — nothing else changes.
+    //    deleted, and NetBox deletes what hangs on it (its disks, interfaces, backup and
+    //    snapshot records, and their sync-state records) — nothing else changes.
+    let gone_interfaces: Vec<u64> =
+        w.nb.client
+            .list(
+                "virtualization/interfaces/",
+                &[(
+                    "virtual_machine_id",
+                    id(&after.vms[&removed.vmid]).unwrap().to_string(),
+                )],
+            )
+            .await
+            .expect("VM interfaces")
+            .iter()
+            .filter_map(id)
+            .collect();
     let since = now_iso();
     let frames = full_update(&w, &format!("{PRUNE}&delete_orphans=true")).await;
     assert_eq!(counts(&frames, "virtual-machines"), [0, 0, 1, 0, 199]);
@@ -999,6 +1016,11 @@ async fn a_full_update_of_200_guests_lands_then_reruns_idle_then_lands_exactly_t
         gone_disks
             .iter()
             .map(|d| change("virtualization.virtualdisk", *d, "delete")),
+    );
+    expected.extend(
+        gone_interfaces
+            .iter()
+            .map(|i| change("virtualization.vminterface", *i, "delete")),
     );
     for (kind, records) in [
         ("netbox_proxbox.vmbackup", &after.backups[&removed.vmid]),

@@ -296,11 +296,12 @@ async fn network_stages_write_interfaces_macs_vlans_ips_and_primaries_then_nothi
 
     // Node interfaces: types, links, VLAN, addresses and the primary IP.
     let node = w.sim.state().nodes[0].name.clone();
+    let cluster = w.netbox_cluster().await["id"].as_u64().unwrap();
     let device =
         w.nb.client
             .list(
                 "dcim/devices/",
-                &[("name", node.clone()), ("cluster", w.cluster.clone())],
+                &[("name", node.clone()), ("cluster_id", cluster.to_string())],
             )
             .await
             .expect("device")

@@ -388,4 +388,22 @@ mod tests {
         assert_eq!(normalise(&json!(2.0)), json!(2));
         assert_eq!(normalise(&json!(2.5)), json!(2.5));
     }
+
+    #[test]
+    fn tagged_vlans_compare_as_a_set() {
+        let spec = KindSpec {
+            path: "virtualization/interfaces/".into(),
+            identity: Box::new(|_| None),
+            owned: BTreeSet::from(["tagged_vlans".to_string()]),
+            merge_tags: true,
+            ownership_tag: "proxbox".into(),
+        };
+        let want = |ids: Value| json!({"tagged_vlans": ids}).as_object().unwrap().clone();
+        let have = want(json!([{"id": 30, "vid": 3}, {"id": 20, "vid": 2}]));
+        assert!(diff(&spec, &want(json!([20, 30])), &have).is_empty());
+        assert_eq!(
+            diff(&spec, &want(json!([20])), &have)["tagged_vlans"],
+            json!([20])
+        );
+    }
 }

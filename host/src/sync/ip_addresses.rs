@@ -122,10 +122,16 @@ pub async fn reconcile(
         .collect();
     let iface_ids: BTreeSet<String> = interfaces.iter().map(u64::to_string).collect();
     let mut existing: BTreeMap<u64, Map<String, Value>> = BTreeMap::new();
-    for listed in list_by(netbox, IP_PATH, "address", &hosts, &[fields.clone()])
-        .await?
-        .into_iter()
-        .chain(list_by(netbox, IP_PATH, assigned.filter(), &iface_ids, &[fields]).await?)
+    for listed in list_by(
+        netbox,
+        IP_PATH,
+        "address",
+        &hosts,
+        std::slice::from_ref(&fields),
+    )
+    .await?
+    .into_iter()
+    .chain(list_by(netbox, IP_PATH, assigned.filter(), &iface_ids, &[fields]).await?)
     {
         let object = listed.object();
         if let Some(id) = object.get("id").and_then(Value::as_u64) {

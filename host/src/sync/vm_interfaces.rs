@@ -311,3 +311,83 @@ pub fn vlan_fields(
         payload.insert("tagged_vlans".into(), json!(ids));
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapper::v1::VlanRef;
+
+    fn vlan(vid: u16) -> VlanRef {
+        VlanRef {
+            vid,
+            name: format!("VLAN {vid}"),
+            site: None,
+            group: None,
+        }
+    }
+
+    fn desired(mode: Option<&str>) -> DesiredVmInterface {
+        DesiredVmInterface {
+            name: "net0".into(),
+            enabled: true,
+            mtu: None,
+            description: None,
+            mac: Some("BC:24:11:00:00:01".into()),
+            mode: mode.map(str::to_string),
+            untagged_vlan: Some(vlan(10)),
+            tagged_vlans: vec![vlan(20), vlan(30)],
+            custom_fields: Vec::new(),
+            tags: vec!["Proxbox".into()],
+        }
+    }
+
+    fn vlans() -> Vlans {
+        let mut v = Vlans::default();
+        v.ids.insert(vlans::key(&vlan(10)), 110);
+        v.ids.insert(vlans::key(&vlan(20)), 120);
+        v
+    }
+
+    #[test]
+    fn payload_sends_vlans_per_mode_and_the_mac_inline_only_on_old_netbox() {
+        let tags = BTreeMap::from([("Proxbox".to_string(), 7)]);
+        let tagged = payload(&desired(Some("tagged")), 5, &vlans(), &tags, false).unwrap();
+        assert_eq!(tagged["mode"], json!("tagged"));
+        assert_eq!(tagged["untagged_vlan"], json!(110));
+        assert_eq!(tagged["tagged_vlans"], json!([120]), "VLAN 30 is unknown");
+        assert!(!tagged.contains_key("mac_address"));
+        assert!(!tagged.contains_key("mtu"), "unset fields are not sent");
+        let access = payload(&desired(Some("access")), 5, &vlans(), &tags, true).unwrap();
+        assert!(!access.contains_key("tagged_vlans"));
+        assert_eq!(access["mac_address"], json!("BC:24:11:00:00:01"));
+        let plain = payload(&desired(None), 5, &vlans(), &tags, false).unwrap();
+        assert!(!plain.contains_key("mode") && !plain.contains_key("untagged_vlan"));
+        let nameless = DesiredVmInterface {
+            name: " ".into(),
+            ..desired(None)
+        };
+        assert!(payload(&nameless, 5, &vlans(), &tags, false).is_err());
+    }
+
+    #[test]
+    fn a_mac_change_updates_an_interface_and_a_mac_failure_fails_it() {
+        let mac = |fields: &[&str]| Some(Ok(fields.iter().map(|f| f.to_string()).collect()));
+        assert_eq!(
+            with_mac(Outcome::Unchanged, mac(&["primary_mac_address"])),
+            Outcome::Updated(vec!["primary_mac_address".into()])
+        );
+        assert_eq!(with_mac(Outcome::Unchanged, mac(&[])), Outcome::Unchanged);
+        assert_eq!(
+            with_mac(Outcome::Updated(vec!["mtu".into()]), mac(&["mac_address"])),
+            Outcome::Updated(vec!["mtu".into(), "mac_address".into()])
+        );
+        assert_eq!(
+            with_mac(Outcome::Created, mac(&["mac_address"])),
+            Outcome::Created
+        );
+        assert_eq!(
+            with_mac(Outcome::Created, Some(Err("refused".into()))),
+            Outcome::Failed("MAC address: refused".into())
+        );
+    }
+}
