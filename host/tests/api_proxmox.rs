@@ -325,3 +325,107 @@ async fn upstream_failures_are_json_errors_with_the_upstream_status() {
     );
     server.stop().await;
 }
+
+#[tokio::test]
+async fn the_sync_jobs_phase_routes_answer_from_proxmox() {
+    let sim = simulator(14, 1, 0, 0).await;
+    let state = sim.state();
+    let server =
+        TestServer::start_with_key(AppState::new(Store::open_in_memory().expect("store"))).await;
+    let id = register(&server, "pve (nb:4)", &sim, true).await;
+    let scope = format!("proxmox_endpoint_ids={id}&source=database");
+    let guest = state
+        .guests
+        .values()
+        .find(|g| g.guest_type == proxmox_sim::GuestType::Qemu)
+        .expect("a QEMU guest");
+
+    let config = server
+        .call(
+            Method::GET,
+            &format!("/proxmox/{}/qemu/{}/config?{scope}", guest.node, guest.vmid),
+            None,
+        )
+        .await;
+    assert_eq!(config.status, StatusCode::OK, "{}", config.text);
+    for (key, value) in &guest.config {
+        assert_eq!(&config.json[key], value, "{key}");
+    }
+    let wrong_node = state
+        .nodes
+        .iter()
+        .find(|n| n.name != guest.node)
+        .expect("another node");
+    let missing = server
+        .call(
+            Method::GET,
+            &format!(
+                "/proxmox/{}/qemu/{}/config?{scope}",
+                wrong_node.name, guest.vmid
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(missing.status, StatusCode::BAD_GATEWAY, "{}", missing.text);
+    assert_eq!(
+        missing.json["message"],
+        "Error retrieving Proxmox VM config"
+    );
+    let bad_type = server
+        .call(
+            Method::GET,
+            &format!("/proxmox/{}/vm/{}/config", guest.node, guest.vmid),
+            None,
+        )
+        .await;
+    assert_eq!(
+        bad_type.status,
+        StatusCode::BAD_REQUEST,
+        "{}",
+        bad_type.text
+    );
+
+    let time = server
+        .call(
+            Method::GET,
+            &format!("/proxmox/api2/nodes/{}/time?{scope}", guest.node),
+            None,
+        )
+        .await;
+    assert_eq!(time.status, StatusCode::OK, "{}", time.text);
+    assert_eq!(time.json["timezone"], "UTC");
+    assert!(
+        time.json["time"]
+            .as_i64()
+            .is_some_and(|t| t > 1_700_000_000)
+    );
+
+    // Proxmox VE before 9.2 has no custom CPU models (it answers 501): none, not an error.
+    let models = server
+        .call(
+            Method::GET,
+            &format!("/proxmox/datacenter/cpu-models?{scope}"),
+            None,
+        )
+        .await;
+    assert_eq!(models.status, StatusCode::OK, "{}", models.text);
+    assert_eq!(models.json, json!([]));
+    sim.faults().inject(Fault::new(
+        "/cluster/qemu/custom-cpu-models",
+        FaultKind::Status(500, "boom".into()),
+    ));
+    let failing = server
+        .call(
+            Method::GET,
+            &format!("/proxmox/datacenter/cpu-models?{scope}"),
+            None,
+        )
+        .await;
+    assert_eq!(failing.status, StatusCode::OK, "{}", failing.text);
+    assert_eq!(failing.json[0]["status"], "error");
+    assert_eq!(
+        failing.json[0]["cluster_name"],
+        state.cluster_name.clone().unwrap().as_str()
+    );
+    server.stop().await;
+}

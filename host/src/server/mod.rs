@@ -258,6 +258,12 @@ pub fn router(state: AppState) -> Router {
             get(proxmox::cluster_resources),
         )
         .route("/proxmox/nodes/", get(proxmox::nodes))
+        .route(
+            "/proxmox/{node}/{kind}/{vmid}/config",
+            get(proxmox::guest_config),
+        )
+        .route("/proxmox/api2/nodes/{node}/time", get(proxmox::node_time))
+        .route("/proxmox/datacenter/cpu-models", get(proxmox::cpu_models))
         .route("/dcim/devices/create", get(sync::devices_json))
         .route("/dcim/devices/create/stream", get(sync::devices_stream))
         .route(

@@ -287,6 +287,33 @@ pub const ROUTES: &[RouteDoc] = &[
     ),
     route!(
         "get",
+        "/proxmox/{node}/{kind}/{vmid}/config",
+        "proxmox",
+        "A guest's config (kind qemu or lxc)",
+        SESSION_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/proxmox/api2/nodes/{node}/time",
+        "proxmox",
+        "A node's clock and time zone",
+        SESSION_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/proxmox/datacenter/cpu-models",
+        "proxmox",
+        "Custom CPU models of every cluster (Proxmox VE 9.2+)",
+        SESSION_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
         "/dcim/devices/create",
         "sync",
         "Sync nodes to devices; JSON result",

@@ -379,6 +379,7 @@ pub(crate) enum NodeRoute {
     Status,
     Version,
     Network,
+    Time,
     Tasks,
     QemuList,
     LxcList,
@@ -422,6 +423,7 @@ pub(crate) fn parse_route(rel: &str) -> Option<Route> {
                 ["status"] => NodeRoute::Status,
                 ["version"] => NodeRoute::Version,
                 ["network"] => NodeRoute::Network,
+                ["time"] => NodeRoute::Time,
                 ["tasks"] => NodeRoute::Tasks,
                 ["qemu"] => NodeRoute::QemuList,
                 ["lxc"] => NodeRoute::LxcList,
@@ -1146,6 +1148,11 @@ impl Ctx<'_> {
                 Ok(
                     json!({"version": v.version, "release": v.release, "repoid": v.repoid.chars().take(8).collect::<String>()}),
                 )
+            }
+            NodeRoute::Time => {
+                check_params(&self.params, &uri_node, &[])?;
+                let now = crate::generate::BASE_TIME + i64::try_from(n.uptime).unwrap_or(0);
+                Ok(json!({"time": now, "localtime": now, "timezone": "UTC"}))
             }
             NodeRoute::Network => {
                 check_params(&self.params, &uri_node, &[("type", P::Enum(NET_TYPES))])?;

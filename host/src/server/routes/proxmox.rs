@@ -281,3 +281,129 @@ pub async fn nodes(State(state): State<AppState>, query: QueryParams) -> ApiResu
     }
     Ok(Json(Value::Array(out)))
 }
+
+/// A node name as Proxmox allows it (letters, digits, `-`, `.`), else a 400.
+fn node_segment(node: &str) -> ApiResult<&str> {
+    let ok = !node.is_empty()
+        && node
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '.' || c == '_');
+    if ok {
+        Ok(node)
+    } else {
+        Err(ApiError::detail(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid node name '{node}'"),
+        ))
+    }
+}
+
+/// The first answer to `path` among `sessions` (the node may be in any of them), or the
+/// last failure.
+async fn first_answer(sessions: &[Session], path: &str, what: &str) -> ApiResult<Value> {
+    let mut last = None;
+    for session in sessions {
+        match session.client.get(path, &[]).await {
+            Ok(value) => return Ok(value),
+            Err(e) => last = Some(upstream(session, what, &e)),
+        }
+    }
+    Err(last.unwrap_or_else(|| {
+        ApiError::detail(StatusCode::NOT_FOUND, "No Proxmox active connections found")
+    }))
+}
+
+/// `GET /proxmox/{node}/{type}/{vmid}/config`: a guest's config as Proxmox returns it
+/// (the plugin's VM-template phase and VM config tab).
+pub async fn guest_config(
+    State(state): State<AppState>,
+    Path((node, kind, vmid)): Path<(String, String, String)>,
+    query: QueryParams,
+) -> ApiResult<Json<Value>> {
+    let node = node_segment(&node)?;
+    if kind != "qemu" && kind != "lxc" {
+        return Err(ApiError::detail(
+            StatusCode::BAD_REQUEST,
+            format!("Invalid guest type '{kind}': expected qemu or lxc"),
+        ));
+    }
+    let vmid = path_int("vmid", &vmid)?;
+    let sessions = open(&state, &query).await?;
+    let path = format!("nodes/{node}/{kind}/{vmid}/config");
+    Ok(Json(first_answer(&sessions, &path, "VM config").await?))
+}
+
+/// `GET /proxmox/api2/nodes/{node}/time`: the node's clock and time zone.
+pub async fn node_time(
+    State(state): State<AppState>,
+    Path(node): Path<String>,
+    query: QueryParams,
+) -> ApiResult<Json<Value>> {
+    let node = node_segment(&node)?;
+    let sessions = open(&state, &query).await?;
+    let path = format!("nodes/{node}/time");
+    Ok(Json(first_answer(&sessions, &path, "node time").await?))
+}
+
+/// `GET /proxmox/datacenter/cpu-models`: the custom CPU models of every selected cluster
+/// (`/cluster/qemu/custom-cpu-models`, Proxmox VE 9.2+). A cluster whose Proxmox does not
+/// know the call (501) has none; one that fails gets an entry with `status: "error"`.
+pub async fn cpu_models(
+    State(state): State<AppState>,
+    query: QueryParams,
+) -> ApiResult<Json<Value>> {
+    let sessions = open(&state, &query).await?;
+    let answers = futures::future::join_all(
+        sessions
+            .iter()
+            .map(|s| s.client.get("cluster/qemu/custom-cpu-models", &[])),
+    )
+    .await;
+    let mut out = Vec::new();
+    for (session, answer) in sessions.iter().zip(answers) {
+        match answer {
+            Ok(rows) => {
+                for row in rows.as_array().into_iter().flatten() {
+                    out.push(cpu_model(&session.name, row));
+                }
+            }
+            Err(e) if e.status() == Some(501) => {}
+            Err(e) => out.push(json!({
+                "cluster_name": session.name,
+                "status": "error",
+                "error": format!("endpoint '{}': {e}", session.endpoint.name),
+            })),
+        }
+    }
+    Ok(Json(Value::Array(out)))
+}
+
+/// One custom CPU model in the reference's shape (`None`-valued keys left out).
+fn cpu_model(cluster: &str, row: &Value) -> Value {
+    let text = |keys: &[&str]| {
+        keys.iter()
+            .find_map(|k| row.get(*k).filter(|v| !v.is_null()))
+            .map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string))
+    };
+    let mut out = serde_json::Map::new();
+    out.insert("cluster_name".into(), json!(cluster));
+    for (field, keys) in [
+        ("cputype", &["cputype", "name"][..]),
+        ("base_cputype", &["base-cputype", "base_cputype"][..]),
+        ("flags", &["flags"][..]),
+        ("vendor_id", &["vendor_id", "vendor-id"][..]),
+        ("description", &["description"][..]),
+    ] {
+        if let Some(value) = text(keys) {
+            out.insert(field.into(), json!(value));
+        }
+    }
+    if let Some(level) = row
+        .get("level")
+        .and_then(|l| l.as_i64().or_else(|| l.as_str()?.parse().ok()))
+    {
+        out.insert("level".into(), json!(level));
+    }
+    out.insert("status".into(), json!("ok"));
+    Value::Object(out)
+}
