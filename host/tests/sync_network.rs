@@ -250,6 +250,26 @@ async fn addresses_on(w: &World, filter: &str, iface: u64) -> BTreeMap<String, V
         .collect()
 }
 
+/// The NetBox object `id` at `path`.
+async fn one(w: &World, path: &str, id: u64) -> Value {
+    w.nb.client
+        .list(path, &[("id", id.to_string())])
+        .await
+        .expect("object")
+        .remove(0)
+}
+
+/// Every address on the interfaces of VM `vm`.
+async fn addresses_of_vm(w: &World, vm: u64) -> Vec<Value> {
+    w.nb.client
+        .list(
+            "ipam/ip-addresses/",
+            &[("virtual_machine_id", vm.to_string())],
+        )
+        .await
+        .expect("addresses")
+}
+
 fn keys(map: &BTreeMap<String, Value>) -> Vec<&str> {
     map.keys().map(String::as_str).collect()
 }
@@ -337,12 +357,7 @@ async fn network_stages_write_interfaces_macs_vlans_ips_and_primaries_then_nothi
     let vmbr0 = ifaces["vmbr0"]["id"].as_u64().unwrap();
     let node_ips = addresses_on(&w, "interface_id", vmbr0).await;
     assert_eq!(keys(&node_ips), [format!("198.19.{a}.200/24").as_str()]);
-    let device =
-        w.nb.client
-            .list("dcim/devices/", &[("id", device_id.to_string())])
-            .await
-            .expect("device")
-            .remove(0);
+    let device = one(&w, "dcim/devices/", device_id).await;
     assert_eq!(
         device["primary_ip4"]["address"],
         format!("198.19.{a}.200/24")
@@ -373,29 +388,14 @@ async fn network_stages_write_interfaces_macs_vlans_ips_and_primaries_then_nothi
         keys(&net1),
         [format!("198.19.{a}.10/24"), format!("fd5e:{a:x}::10/64")]
     );
-    let vm =
-        w.nb.client
-            .list(
-                "virtualization/virtual-machines/",
-                &[("id", vm_of[&9101].to_string())],
-            )
-            .await
-            .expect("vm")
-            .remove(0);
+    let vm = one(&w, "virtualization/virtual-machines/", vm_of[&9101]).await;
     assert_eq!(vm["primary_ip4"]["address"], format!("198.18.{a}.10/24"));
     assert_eq!(vm["primary_ip6"]["address"], format!("fd5e:{a:x}::10/64"));
 
     // 64 NICs, each with its MAC and address.
     let many = vm_interfaces(&w, vm_of[&9102]).await;
     assert_eq!(many.len(), 64);
-    let many_ips =
-        w.nb.client
-            .list(
-                "ipam/ip-addresses/",
-                &[("virtual_machine_id", vm_of[&9102].to_string())],
-            )
-            .await
-            .expect("addresses");
+    let many_ips = addresses_of_vm(&w, vm_of[&9102]).await;
     assert_eq!(many_ips.len(), 64);
     assert_eq!(
         many["net63"]["primary_mac_address"]["mac_address"],
@@ -506,14 +506,7 @@ async fn network_stages_write_interfaces_macs_vlans_ips_and_primaries_then_nothi
     assert_eq!(result["deleted"], 1, "{result}");
     let net0 = addresses_on(&w, "vminterface_id", agent["net0"]["id"].as_u64().unwrap()).await;
     assert_eq!(keys(&net0), [format!("198.18.{a}.10/24")]);
-    let many_ips =
-        w.nb.client
-            .list(
-                "ipam/ip-addresses/",
-                &[("virtual_machine_id", vm_of[&9102].to_string())],
-            )
-            .await
-            .expect("addresses");
+    let many_ips = addresses_of_vm(&w, vm_of[&9102]).await;
     assert_eq!(many_ips.len(), 64, "a stopped guest's addresses are kept");
 }
 
@@ -542,15 +535,7 @@ async fn a_site_ip_mapper_prefers_its_subnet_for_the_primary_ip() {
     let frames = w.stream(VM_IPS, "").await;
     assert_eq!(summary(&frames, "vm-ip-addresses")["result"]["failed"], 0);
     let vm_of = vm_ids(&w).await;
-    let vm =
-        w.nb.client
-            .list(
-                "virtualization/virtual-machines/",
-                &[("id", vm_of[&9101].to_string())],
-            )
-            .await
-            .expect("vm")
-            .remove(0);
+    let vm = one(&w, "virtualization/virtual-machines/", vm_of[&9101]).await;
     assert_eq!(
         vm["primary_ip4"]["address"],
         format!("198.19.{a}.10/24"),

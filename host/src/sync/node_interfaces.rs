@@ -14,19 +14,20 @@ use std::collections::{BTreeMap, BTreeSet};
 use serde_json::{Map, Value, json};
 
 use super::apply::{describe, list_by, reconcile_kind};
-use super::devices::{self, tag_ids};
+use super::devices;
 use super::ip_addresses::{self, Assigned, PrimaryAsk, WantIp};
 use super::macs::{self, WantMac};
 use super::mapping::{self, map_batch};
 use super::report::{Item, Outcome, Phase};
 use super::resolve::ensure_tags;
 use super::vlans::{self, Vlans};
-use super::vm_interfaces::{primary_macs, vlan_fields, with_mac};
-use super::{StageSummary, SyncRun, custom_fields, read_inventories};
+use super::vm_interfaces::{
+    InterfaceFields, interface_payload, interface_spec, primary_macs, with_mac,
+};
+use super::{StageSummary, SyncRun, read_inventories};
 use crate::events::{EventSink, Failure};
 use crate::mapper::v1::{Context, DesiredNodeInterface, PrimaryOwner, VlanRef};
 use crate::mapper::{Kind, MapInput, MapOutput};
-use crate::netbox::prerequisites::OWNERSHIP_TAG_SLUG;
 use crate::netbox::reconcile::{Desired, KindSpec, normalise};
 use crate::normalize::network;
 use crate::proxmox::models::ClusterStatusEntry;
@@ -392,49 +393,17 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
     Ok(StageSummary { counts, count })
 }
 
-/// The reconcile spec: `(device, name)`; tags and custom fields per the
-/// `overwrite_node_interface_*` flags.
+/// The reconcile spec: `(device, name)`, with type and links; tags and custom fields per
+/// the `overwrite_node_interface_*` flags.
 fn spec(run: &SyncRun, inline_mac: bool) -> KindSpec {
-    let mut owned: BTreeSet<String> = [
+    interface_spec(
+        run,
+        INTERFACE_PATH,
         "device",
-        "name",
-        "type",
-        "enabled",
-        "mtu",
-        "description",
-        "mode",
-        "untagged_vlan",
-        "tagged_vlans",
-        "parent",
-        "bridge",
-        "lag",
-    ]
-    .into_iter()
-    .map(String::from)
-    .collect();
-    if inline_mac {
-        owned.insert("mac_address".into());
-    }
-    for (flag, field) in [
-        ("overwrite_node_interface_tags", "tags"),
-        ("overwrite_node_interface_custom_fields", "custom_fields"),
-    ] {
-        if run.options.overwrite.allows(flag) {
-            owned.insert(field.into());
-        }
-    }
-    KindSpec {
-        path: INTERFACE_PATH.into(),
-        identity: Box::new(|o: &Map<String, Value>| {
-            Some(vec![
-                o.get("device").map(normalise)?,
-                o.get("name").cloned()?,
-            ])
-        }),
-        owned,
-        merge_tags: true,
-        ownership_tag: OWNERSHIP_TAG_SLUG.into(),
-    }
+        &["type", "parent", "bridge", "lag"],
+        inline_mac,
+        "overwrite_node_interface",
+    )
 }
 
 /// The NetBox payload of one interface of device `device` (without its links).
@@ -445,36 +414,22 @@ fn payload(
     tags: &BTreeMap<String, u64>,
     inline_mac: bool,
 ) -> Result<Map<String, Value>, String> {
-    if d.name.trim().is_empty() {
-        return Err("the mapper gave the interface no name".into());
-    }
     if d.interface_type.trim().is_empty() {
         return Err("the mapper gave the interface no type".into());
     }
-    let mut payload = Map::new();
-    payload.insert("device".into(), json!(device));
-    payload.insert("name".into(), json!(d.name));
+    let fields = InterfaceFields {
+        name: &d.name,
+        enabled: d.enabled,
+        mtu: d.mtu,
+        description: d.description.as_deref(),
+        mode: d.mode.as_deref(),
+        untagged: d.untagged_vlan.as_ref(),
+        tagged: &d.tagged_vlans,
+        mac: d.mac.as_deref(),
+        tags: &d.tags,
+        custom_fields: &d.custom_fields,
+    };
+    let mut payload = interface_payload(("device", device), &fields, vlans, tags, inline_mac)?;
     payload.insert("type".into(), json!(d.interface_type));
-    payload.insert("enabled".into(), json!(d.enabled));
-    if let Some(mtu) = d.mtu {
-        payload.insert("mtu".into(), json!(mtu));
-    }
-    if let Some(description) = &d.description {
-        payload.insert("description".into(), json!(description));
-    }
-    vlan_fields(
-        &mut payload,
-        d.mode.as_deref(),
-        d.untagged_vlan.as_ref(),
-        &d.tagged_vlans,
-        vlans,
-    );
-    if inline_mac && let Some(mac) = &d.mac {
-        payload.insert("mac_address".into(), json!(mac));
-    }
-    payload.insert("tags".into(), tag_ids(&d.tags, tags));
-    if let Some(fields) = custom_fields(&d.custom_fields)? {
-        payload.insert("custom_fields".into(), Value::Object(fields));
-    }
     Ok(payload)
 }

@@ -213,8 +213,29 @@ pub fn primary_macs(existing: &[Listed]) -> BTreeMap<u64, u64> {
 /// The reconcile spec: `(virtual machine, name)`; tags and custom fields per the
 /// `overwrite_vm_interface_*` flags.
 fn spec(run: &SyncRun, inline_mac: bool) -> KindSpec {
-    let mut owned: BTreeSet<String> = [
+    interface_spec(
+        run,
+        VM_INTERFACE_PATH,
         "virtual_machine",
+        &[],
+        inline_mac,
+        "overwrite_vm_interface",
+    )
+}
+
+/// The reconcile spec of interfaces at `path`, matched by `(owner, name)`: the fields
+/// every interface payload carries, `extra` ones, the inline MAC on old NetBox, and tags
+/// and custom fields as the `<flags>_tags` / `<flags>_custom_fields` flags allow.
+pub fn interface_spec(
+    run: &SyncRun,
+    path: &str,
+    owner: &'static str,
+    extra: &[&str],
+    inline_mac: bool,
+    flags: &str,
+) -> KindSpec {
+    let mut owned: BTreeSet<String> = [
+        owner,
         "name",
         "enabled",
         "mtu",
@@ -224,26 +245,21 @@ fn spec(run: &SyncRun, inline_mac: bool) -> KindSpec {
         "tagged_vlans",
     ]
     .into_iter()
+    .chain(extra.iter().copied())
     .map(String::from)
     .collect();
     if inline_mac {
         owned.insert("mac_address".into());
     }
-    for (flag, field) in [
-        ("overwrite_vm_interface_tags", "tags"),
-        ("overwrite_vm_interface_custom_fields", "custom_fields"),
-    ] {
-        if run.options.overwrite.allows(flag) {
+    for field in ["tags", "custom_fields"] {
+        if run.options.overwrite.allows(&format!("{flags}_{field}")) {
             owned.insert(field.into());
         }
     }
     KindSpec {
-        path: VM_INTERFACE_PATH.into(),
-        identity: Box::new(|o: &Map<String, Value>| {
-            Some(vec![
-                o.get("virtual_machine").map(normalise)?,
-                o.get("name").cloned()?,
-            ])
+        path: path.into(),
+        identity: Box::new(move |o: &Map<String, Value>| {
+            Some(vec![o.get(owner).map(normalise)?, o.get("name").cloned()?])
         }),
         owned,
         merge_tags: true,
@@ -251,8 +267,65 @@ fn spec(run: &SyncRun, inline_mac: bool) -> KindSpec {
     }
 }
 
-/// The NetBox payload of one VM interface of VM `vm`. Fields the mapper leaves unset are
-/// not sent; a VLAN that does not exist (dry run) is left out.
+/// What every interface payload carries, as a mapper gave it.
+pub struct InterfaceFields<'a> {
+    /// Name.
+    pub name: &'a str,
+    /// Enabled.
+    pub enabled: bool,
+    /// MTU, if set.
+    pub mtu: Option<u32>,
+    /// Description, if set.
+    pub description: Option<&'a str>,
+    /// 802.1Q mode, if set.
+    pub mode: Option<&'a str>,
+    /// Untagged VLAN, if any.
+    pub untagged: Option<&'a VlanRef>,
+    /// Tagged VLANs.
+    pub tagged: &'a [VlanRef],
+    /// MAC, if set.
+    pub mac: Option<&'a str>,
+    /// Tag names.
+    pub tags: &'a [String],
+    /// Custom fields.
+    pub custom_fields: &'a [(String, String)],
+}
+
+/// The payload of an interface of owner `owner` (`virtual_machine` or `device`, id
+/// `owner_id`). Fields the mapper leaves unset are not sent; a VLAN that does not exist
+/// (dry run) is left out; the MAC goes inline only on NetBox < 4.2.
+pub fn interface_payload(
+    owner: (&str, u64),
+    f: &InterfaceFields<'_>,
+    vlans: &Vlans,
+    tags: &BTreeMap<String, u64>,
+    inline_mac: bool,
+) -> Result<Map<String, Value>, String> {
+    if f.name.trim().is_empty() {
+        return Err("the mapper gave the interface no name".into());
+    }
+    let mut payload = Map::new();
+    payload.insert(owner.0.into(), json!(owner.1));
+    payload.insert("name".into(), json!(f.name));
+    payload.insert("enabled".into(), json!(f.enabled));
+    if let Some(mtu) = f.mtu {
+        payload.insert("mtu".into(), json!(mtu));
+    }
+    if let Some(description) = f.description {
+        payload.insert("description".into(), json!(description));
+    }
+    vlan_fields(&mut payload, f.mode, f.untagged, f.tagged, vlans);
+    if inline_mac && let Some(mac) = f.mac {
+        payload.insert("mac_address".into(), json!(mac));
+    }
+    payload.insert("tags".into(), tag_ids(f.tags, tags));
+    if let Some(fields) = custom_fields(f.custom_fields)? {
+        payload.insert("custom_fields".into(), Value::Object(fields));
+    }
+    Ok(payload)
+}
+
+/// The NetBox payload of one VM interface of VM `vm`.
 fn payload(
     d: &DesiredVmInterface,
     vm: u64,
@@ -260,43 +333,28 @@ fn payload(
     tags: &BTreeMap<String, u64>,
     inline_mac: bool,
 ) -> Result<Map<String, Value>, String> {
-    if d.name.trim().is_empty() {
-        return Err("the mapper gave the interface no name".into());
-    }
-    let mut payload = Map::new();
-    payload.insert("virtual_machine".into(), json!(vm));
-    payload.insert("name".into(), json!(d.name));
-    payload.insert("enabled".into(), json!(d.enabled));
-    if let Some(mtu) = d.mtu {
-        payload.insert("mtu".into(), json!(mtu));
-    }
-    if let Some(description) = &d.description {
-        payload.insert("description".into(), json!(description));
-    }
-    vlan_fields(
-        &mut payload,
-        d.mode.as_deref(),
-        d.untagged_vlan.as_ref(),
-        &d.tagged_vlans,
-        vlans,
-    );
-    if inline_mac && let Some(mac) = &d.mac {
-        payload.insert("mac_address".into(), json!(mac));
-    }
-    payload.insert("tags".into(), tag_ids(&d.tags, tags));
-    if let Some(fields) = custom_fields(&d.custom_fields)? {
-        payload.insert("custom_fields".into(), Value::Object(fields));
-    }
-    Ok(payload)
+    let fields = InterfaceFields {
+        name: &d.name,
+        enabled: d.enabled,
+        mtu: d.mtu,
+        description: d.description.as_deref(),
+        mode: d.mode.as_deref(),
+        untagged: d.untagged_vlan.as_ref(),
+        tagged: &d.tagged_vlans,
+        mac: d.mac.as_deref(),
+        tags: &d.tags,
+        custom_fields: &d.custom_fields,
+    };
+    interface_payload(("virtual_machine", vm), &fields, vlans, tags, inline_mac)
 }
 
 /// `mode`, `untagged_vlan` and `tagged_vlans` of an interface payload (tagged VLANs
 /// only in `tagged` mode, as NetBox requires).
-pub fn vlan_fields(
+fn vlan_fields(
     payload: &mut Map<String, Value>,
     mode: Option<&str>,
-    untagged: Option<&crate::mapper::v1::VlanRef>,
-    tagged: &[crate::mapper::v1::VlanRef],
+    untagged: Option<&VlanRef>,
+    tagged: &[VlanRef],
     vlans: &Vlans,
 ) {
     let Some(mode) = mode else {
