@@ -258,7 +258,8 @@ fn tag_set(value: &Value) -> BTreeSet<TagRef> {
         .unwrap_or_default()
 }
 
-fn has_tag(object: &Map<String, Value>, slug: &str) -> bool {
+/// Whether a listed object carries the tag with `slug`.
+pub fn has_tag(object: &Map<String, Value>, slug: &str) -> bool {
     object
         .get("tags")
         .and_then(Value::as_array)

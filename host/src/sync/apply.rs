@@ -149,6 +149,24 @@ fn changed_fields(patch: &Map<String, Value>) -> Vec<String> {
     patch.keys().filter(|k| *k != "id").cloned().collect()
 }
 
+/// Delete `ids` at `path` in bulk (dry run: only say so); per id, `Deleted` or why not.
+pub async fn delete_ids(
+    client: &NetBoxClient,
+    path: &str,
+    ids: &[u64],
+    dry_run: bool,
+) -> Vec<Outcome> {
+    if dry_run || ids.is_empty() {
+        return ids.iter().map(|_| Outcome::Deleted).collect();
+    }
+    client
+        .bulk_delete(path, ids)
+        .await
+        .into_iter()
+        .map(|r| r.map_or_else(|e| Outcome::Failed(describe(&e)), |()| Outcome::Deleted))
+        .collect()
+}
+
 /// NetBox's complaint about one object, in one line.
 pub fn describe(error: &NetBoxError) -> String {
     error.to_string()

@@ -18,7 +18,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use super::apply::{describe, list_by, list_each, list_fields, reconcile_kind};
+use super::apply::{delete_ids, describe, list_by, list_each, list_fields, reconcile_kind};
 use super::devices::tag_ids;
 use super::guest_vms::{self, NetBoxVm, read_vms};
 use super::mapping::{self, map_batch};
@@ -234,16 +234,7 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
     let mut deleted: Vec<(Item, Outcome, u64)> = Vec::new();
     let mut gone: BTreeSet<u64> = BTreeSet::new();
     let stale_ids: Vec<u64> = stale.iter().map(|(id, _, _)| *id).collect();
-    let outcomes: Vec<Outcome> = if dry_run || stale_ids.is_empty() {
-        stale_ids.iter().map(|_| Outcome::Deleted).collect()
-    } else {
-        netbox
-            .bulk_delete(DISK_PATH, &stale_ids)
-            .await
-            .into_iter()
-            .map(|r| r.map_or_else(|e| Outcome::Failed(describe(&e)), |()| Outcome::Deleted))
-            .collect()
-    };
+    let outcomes = delete_ids(netbox, DISK_PATH, &stale_ids, dry_run).await;
     for ((id, vm, name), outcome) in stale.into_iter().zip(outcomes) {
         if outcome == Outcome::Deleted {
             gone.insert(id);

@@ -6,9 +6,11 @@
 //! agent enabled, a running container) and at most once per run (see
 //! [`super::proxmox_reads::ProxmoxReads::observed`]).
 
+use std::collections::BTreeMap;
+
 use serde_json::Value;
 
-use super::guest_vms::GuestVm;
+use super::guest_vms::{GuestVm, NetBoxVm};
 use super::mapping::{self, map_batch};
 use super::proxmox_reads::Ask;
 use super::vms::Guest;
@@ -48,9 +50,10 @@ pub struct GuestNics {
 }
 
 impl GuestNics {
-    /// Whether every NIC was mapped (none failed).
-    pub fn mapped_completely(&self) -> bool {
-        self.mapped.iter().all(Result::is_ok)
+    /// The NetBox name of the guest's VM (else the guest's name), for report lines.
+    pub fn vm_name(&self, vms: &BTreeMap<u64, NetBoxVm>) -> String {
+        vms.get(&self.vm)
+            .map_or_else(|| self.input.name.clone(), |v| v.name.clone())
     }
 }
 
@@ -74,7 +77,8 @@ pub fn network_params(run: &SyncRun) -> Vec<(String, String)> {
 /// map each NIC.
 pub async fn read(run: &SyncRun, guests: &[Guest<'_>], scopes: &[GuestVm]) -> Vec<GuestNics> {
     let params = network_params(run);
-    let mut asks_by_session: Vec<(usize, Vec<(usize, Ask)>)> = Vec::new();
+    // Per endpoint: a guest read through it (for its session) and what to ask, by index.
+    let mut asks_by_session: BTreeMap<i64, (usize, Vec<(usize, Ask)>)> = BTreeMap::new();
     let mut out: Vec<GuestNics> = Vec::new();
     let mut configs: Vec<Option<Value>> = Vec::new();
     for scope in scopes {
@@ -88,9 +92,7 @@ pub async fn read(run: &SyncRun, guests: &[Guest<'_>], scopes: &[GuestVm]) -> Ve
                 GuestType::Qemu => input.agent == Some(true),
                 GuestType::Lxc => true,
             };
-        let live = if can_answer {
-            Live::Missing
-        } else if input.guest_type == GuestType::Qemu && input.agent != Some(true) {
+        let live = if input.guest_type == GuestType::Qemu && input.agent != Some(true) {
             Live::NotExpected
         } else {
             Live::Missing
@@ -102,25 +104,18 @@ pub async fn read(run: &SyncRun, guests: &[Guest<'_>], scopes: &[GuestVm]) -> Ve
             .and_then(|r| serde_json::from_str::<Value>(&r.json).ok());
         let index = out.len();
         if can_answer {
-            let session = guest.read.session.endpoint.id;
-            let position = match asks_by_session
-                .iter()
-                .position(|(s, _)| guests[*s].read.session.endpoint.id == session)
-            {
-                Some(p) => p,
-                None => {
-                    asks_by_session.push((scope.guest, Vec::new()));
-                    asks_by_session.len() - 1
-                }
-            };
-            asks_by_session[position].1.push((
-                index,
-                Ask {
-                    node: input.node.clone(),
-                    vmid: input.vmid,
-                    guest_type: input.guest_type,
-                },
-            ));
+            asks_by_session
+                .entry(guest.read.session.endpoint.id)
+                .or_insert_with(|| (scope.guest, Vec::new()))
+                .1
+                .push((
+                    index,
+                    Ask {
+                        node: input.node.clone(),
+                        vmid: input.vmid,
+                        guest_type: input.guest_type,
+                    },
+                ));
         }
         out.push(GuestNics {
             guest: scope.guest,
@@ -135,7 +130,7 @@ pub async fn read(run: &SyncRun, guests: &[Guest<'_>], scopes: &[GuestVm]) -> Ve
     }
     let mut observed: Vec<Option<Vec<crate::mapper::v1::ObservedInterface>>> =
         vec![None; out.len()];
-    for (first, asks) in &asks_by_session {
+    for (first, asks) in asks_by_session.values() {
         let session = guests[*first].read.session;
         let list: Vec<Ask> = asks.iter().map(|(_, a)| a.clone()).collect();
         let seen = run

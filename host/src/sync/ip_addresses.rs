@@ -15,7 +15,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde_json::{Map, Value, json};
 
-use super::apply::{KindResult, describe, list_by, reconcile_kind};
+use super::apply::{KindResult, delete_ids, describe, list_by, reconcile_kind};
 use super::devices::tag_ids;
 use super::mapping::map_batch;
 use super::report::{Item, Outcome};
@@ -26,7 +26,7 @@ use crate::mapper::v1::{
 };
 use crate::mapper::{Kind, MapInput, MapOutput};
 use crate::netbox::prerequisites::OWNERSHIP_TAG_SLUG;
-use crate::netbox::reconcile::{Desired, KindSpec, normalise};
+use crate::netbox::reconcile::{Desired, KindSpec, has_tag, normalise};
 use crate::netbox::{NetBoxClient, NetBoxError};
 use crate::normalize::network::scope;
 
@@ -286,7 +286,7 @@ pub async fn reconcile(
         if t != assigned.object_type()
             || !complete.contains(&iface)
             || matched.contains(id)
-            || !owned(object)
+            || !has_tag(object, OWNERSHIP_TAG_SLUG)
         {
             continue;
         }
@@ -302,16 +302,7 @@ pub async fn reconcile(
         .map(|w| (w.iface, w.item.name.rsplit_once(' ').map_or("", |(n, _)| n)))
         .collect();
     let ids: Vec<u64> = stale.iter().map(|(id, _, _)| *id).collect();
-    let outcomes: Vec<Outcome> = if dry_run || ids.is_empty() {
-        ids.iter().map(|_| Outcome::Deleted).collect()
-    } else {
-        netbox
-            .bulk_delete(IP_PATH, &ids)
-            .await
-            .into_iter()
-            .map(|r| r.map_or_else(|e| Outcome::Failed(describe(&e)), |()| Outcome::Deleted))
-            .collect()
-    };
+    let outcomes = delete_ids(netbox, IP_PATH, &ids, dry_run).await;
     for ((id, address, iface), outcome) in stale.into_iter().zip(outcomes) {
         if outcome == Outcome::Deleted {
             out.deleted_ids.insert(id);
@@ -325,16 +316,6 @@ pub async fn reconcile(
         ));
     }
     Ok(out)
-}
-
-fn owned(object: &Map<String, Value>) -> bool {
-    object
-        .get("tags")
-        .and_then(Value::as_array)
-        .is_some_and(|tags| {
-            tags.iter()
-                .any(|t| t.get("slug").and_then(Value::as_str) == Some(OWNERSHIP_TAG_SLUG))
-        })
 }
 
 /// The reconcile spec: matched by NetBox id (the ownership rule chose the match); the

@@ -9,7 +9,6 @@ use serde_json::{Value, json};
 
 use super::apply::{describe, list_by};
 use super::ip_addresses::Assigned;
-use super::resolve::ensure_tags;
 use crate::netbox::reconcile::normalise;
 use crate::netbox::{NetBoxClient, NetBoxError};
 
@@ -45,12 +44,14 @@ impl Assigned {
     }
 }
 
-/// Give each interface of `wants` its MAC as primary MAC object. Per want: the fields
-/// that changed (`mac_address` for a created object, `primary_mac_address`), or why not.
+/// Give each interface of `wants` its MAC as primary MAC object (created ones tagged
+/// with `owner`, the ownership tag). Per want: the fields that changed (`mac_address` for
+/// a created object, `primary_mac_address`), or why not.
 pub async fn sync(
     netbox: &NetBoxClient,
     assigned: Assigned,
     wants: &[WantMac],
+    owner: Option<u64>,
     dry_run: bool,
 ) -> Result<Vec<Result<Vec<String>, String>>, NetBoxError> {
     if wants.is_empty() {
@@ -81,7 +82,6 @@ pub async fn sync(
                 .or_insert(id);
         }
     }
-    let owner = ensure_tags(netbox, &BTreeSet::from(["Proxbox".to_string()]), dry_run).await?;
     let mut out: Vec<Result<Vec<String>, String>> = vec![Ok(Vec::new()); wants.len()];
     let mut ids: Vec<Option<u64>> = vec![None; wants.len()];
     let mut creates: Vec<(usize, Value)> = Vec::new();
@@ -95,7 +95,7 @@ pub async fn sync(
                     "mac_address": mac,
                     "assigned_object_type": assigned.object_type(),
                     "assigned_object_id": want.iface,
-                    "tags": owner.values().collect::<Vec<_>>(),
+                    "tags": owner.into_iter().collect::<Vec<_>>(),
                 }),
             )),
         }

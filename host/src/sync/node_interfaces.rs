@@ -157,7 +157,7 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
         .flat_map(|(_, d)| d.untagged_vlan.iter().chain(d.tagged_vlans.iter()))
         .cloned()
         .collect();
-    let vlans = vlans::ensure(netbox, &refs, dry_run).await?;
+    let vlans = vlans::ensure(netbox, &refs, run.prerequisites.ownership_tag(), dry_run).await?;
     let tag_names: BTreeSet<String> = wanted
         .iter()
         .flat_map(|(_, d)| d.tags.iter().cloned())
@@ -296,7 +296,14 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
                 of.push(d_index);
             }
         }
-        let outcomes = macs::sync(netbox, Assigned::DeviceInterface, &wants, dry_run).await?;
+        let outcomes = macs::sync(
+            netbox,
+            Assigned::DeviceInterface,
+            &wants,
+            run.prerequisites.ownership_tag(),
+            dry_run,
+        )
+        .await?;
         for (d_index, mac) in of.into_iter().zip(outcomes) {
             let merged = match (extra.remove(&d_index), mac) {
                 (Some(Err(e)), _) | (_, Err(e)) => Err(e),

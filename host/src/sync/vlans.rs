@@ -8,7 +8,7 @@ use serde_json::{Map, Value, json};
 
 use super::apply::{describe, list_by};
 use super::report::{Item, Outcome};
-use super::resolve::{ensure_tags, ids_by};
+use super::resolve::ids_by;
 use crate::mapper::v1::VlanRef;
 use crate::netbox::reconcile::normalise;
 use crate::netbox::{NetBoxClient, NetBoxError};
@@ -40,10 +40,12 @@ impl Vlans {
     }
 }
 
-/// Find or create every VLAN of `refs` (the first reference of a key gives its name).
+/// Find or create every VLAN of `refs` (the first reference of a key gives its name),
+/// created ones tagged with `owner` (the ownership tag).
 pub async fn ensure(
     netbox: &NetBoxClient,
     refs: &[VlanRef],
+    owner: Option<u64>,
     dry_run: bool,
 ) -> Result<Vlans, NetBoxError> {
     let mut wanted: BTreeMap<VlanKey, &VlanRef> = BTreeMap::new();
@@ -73,7 +75,6 @@ pub async fn ensure(
         }
     }
     let mut create: Vec<(VlanKey, Value)> = Vec::new();
-    let owner = ensure_tags(netbox, &BTreeSet::from(["Proxbox".to_string()]), dry_run).await?;
     for (k, vlan) in &wanted {
         let site = match &k.1 {
             Some(slug) => match sites.get(slug) {
@@ -111,7 +112,7 @@ pub async fn ensure(
         payload.insert("status".into(), json!("active"));
         payload.insert("site".into(), json!(site));
         payload.insert("group".into(), json!(group));
-        payload.insert("tags".into(), json!(owner.values().collect::<Vec<_>>()));
+        payload.insert("tags".into(), json!(owner.into_iter().collect::<Vec<_>>()));
         create.push((k.clone(), Value::Object(payload)));
     }
     if dry_run {

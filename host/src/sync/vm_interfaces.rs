@@ -9,8 +9,8 @@ use serde_json::{Map, Value, json};
 
 use super::apply::{list_by, list_fields, reconcile_kind};
 use super::devices::tag_ids;
-use super::guest_nics::{self, GuestNics};
-use super::guest_vms::{self, NetBoxVm};
+use super::guest_nics;
+use super::guest_vms;
 use super::ip_addresses::Assigned;
 use super::macs::{self, WantMac};
 use super::report::{Item, Outcome, Phase};
@@ -47,7 +47,7 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
         .flat_map(|d| d.untagged_vlan.iter().chain(d.tagged_vlans.iter()))
         .cloned()
         .collect();
-    let vlans = vlans::ensure(netbox, &refs, dry_run).await?;
+    let vlans = vlans::ensure(netbox, &refs, run.prerequisites.ownership_tag(), dry_run).await?;
     let mut tag_names = BTreeSet::new();
     for d in nics
         .iter()
@@ -72,7 +72,7 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
     let mut desired: Vec<Desired> = Vec::new();
     let mut macs_of: Vec<Option<String>> = Vec::new();
     for entry in &nics {
-        let vm_name = vm_name(&resolved.vms, entry);
+        let vm_name = entry.vm_name(&resolved.vms);
         for (nic, mapped) in entry.nics.iter().zip(&entry.mapped) {
             let line = match mapped {
                 Err(e) => Line::Done(
@@ -139,7 +139,15 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
                 of.push(index);
             }
         }
-        match macs::sync(netbox, Assigned::VmInterface, &wants, dry_run).await {
+        match macs::sync(
+            netbox,
+            Assigned::VmInterface,
+            &wants,
+            run.prerequisites.ownership_tag(),
+            dry_run,
+        )
+        .await
+        {
             Ok(outcomes) => mac_results.extend(of.into_iter().zip(outcomes)),
             Err(e) => {
                 for index in of {
@@ -180,12 +188,6 @@ pub fn with_mac(outcome: Outcome, mac: Option<Result<Vec<String>, String>>) -> O
         }
         (outcome, _) => outcome,
     }
-}
-
-/// The NetBox name of a guest's VM, for report lines.
-fn vm_name(vms: &BTreeMap<u64, NetBoxVm>, entry: &GuestNics) -> String {
-    vms.get(&entry.vm)
-        .map_or_else(|| entry.input.name.clone(), |v| v.name.clone())
 }
 
 /// The VM interfaces of `vms`.

@@ -70,10 +70,7 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
     let mut interfaces: BTreeSet<u64> = BTreeSet::new();
     let mut complete: BTreeSet<u64> = BTreeSet::new();
     for (e_index, entry) in nics.iter().enumerate() {
-        let vm_name = resolved
-            .vms
-            .get(&entry.vm)
-            .map_or_else(|| entry.input.name.clone(), |v| v.name.clone());
+        let vm_name = entry.vm_name(&resolved.vms);
         for (nic, mapped) in entry.nics.iter().zip(&entry.mapped) {
             let Ok(Some(desired)) = mapped else {
                 if let Err(e) = mapped {
@@ -178,10 +175,7 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
             let entry = &nics[e_index];
             PrimaryAsk {
                 owner: entry.vm,
-                name: resolved
-                    .vms
-                    .get(&entry.vm)
-                    .map_or_else(|| entry.input.name.clone(), |v| v.name.clone()),
+                name: entry.vm_name(&resolved.vms),
                 ctx: entry.ctx.clone(),
                 who: PrimaryOwner::Guest(entry.input.clone()),
                 wants: indexes,
