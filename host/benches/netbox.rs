@@ -40,7 +40,7 @@ async fn measure(
         .bulk_create(path, objects)
         .await
         .into_iter()
-        .map(|r| r.expect("create")["id"].as_u64().expect("id"))
+        .map(|r| r.expect("create").expect("id"))
         .collect();
     let create = rate(n, started);
     let (mut list_full, mut list_brief) = (f64::NAN, f64::NAN);

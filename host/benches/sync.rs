@@ -23,6 +23,11 @@ use proxbox_host::store::{NetBoxEndpointCreate, ProxmoxEndpointCreate, Secret, S
 use proxmox_sim::{EstateSpec, SimConfig, Simulator, generate};
 use serde_json::Value;
 
+/// The allocator of the `proxbox-host` binary, so the RSS measured is the one it runs with.
+#[cfg(all(feature = "jemalloc", unix, not(target_env = "musl")))]
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 fn env_f64(name: &str, default: f64) -> f64 {
     std::env::var(name)
         .ok()

@@ -156,8 +156,10 @@ impl RequestCounts {
     }
 }
 
-/// One object's outcome in a bulk write.
-pub type ItemResult = Result<Value, NetBoxError>;
+/// One object's outcome in a bulk write: the id NetBox answered with (the view took in
+/// the whole object; callers keep only ids, so a bulk write of an estate never holds its
+/// answers).
+pub type ItemResult = Result<Option<u64>, NetBoxError>;
 
 /// A NetBox API client. Cheap to clone.
 #[derive(Clone)]
@@ -431,10 +433,15 @@ impl NetBoxClient {
                 let body = Value::Array(pending.iter().map(|&i| objects[i].clone()).collect());
                 match self.request(method.clone(), path, &[], Some(&body)).await {
                     Ok(answer) => {
-                        let answers = answer.as_array().cloned().unwrap_or_default();
-                        for (n, &i) in pending.iter().enumerate() {
-                            let value = answers.get(n).cloned().unwrap_or(Value::Null);
-                            outcomes[i] = Some(Ok(value));
+                        let mut answers = match answer {
+                            Value::Array(answers) => answers.into_iter(),
+                            _ => Vec::new().into_iter(),
+                        };
+                        for &i in &pending {
+                            let id = answers
+                                .next()
+                                .and_then(|answer| answer.get("id").and_then(Value::as_u64));
+                            outcomes[i] = Some(Ok(id));
                         }
                         break;
                     }

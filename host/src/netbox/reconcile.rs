@@ -320,11 +320,9 @@ pub async fn apply(
             .zip(client.bulk_create(&spec.path, payloads).await)
         {
             match result {
-                Ok(object) => {
+                Ok(id) => {
                     applied.created += 1;
-                    applied
-                        .ids
-                        .insert(index, object.get("id").and_then(Value::as_u64));
+                    applied.ids.insert(index, id);
                 }
                 Err(e) => {
                     applied.failed.insert(index, e);
@@ -343,11 +341,9 @@ pub async fn apply(
             .zip(client.bulk_update(&spec.path, patches).await)
         {
             match result {
-                Ok(object) => {
+                Ok(id) => {
                     applied.updated += 1;
-                    applied
-                        .ids
-                        .insert(index, object.get("id").and_then(Value::as_u64));
+                    applied.ids.insert(index, id);
                 }
                 Err(e) => {
                     applied.failed.insert(index, e);

@@ -263,13 +263,14 @@ pub async fn read_snapshots(
     .await
 }
 
-async fn per_guest<T, F, Fut>(
-    inventory: &Inventory,
+async fn per_guest<'a, T, F, Fut>(
+    inventory: &'a Inventory,
     read: F,
 ) -> (Vec<(ClusterResource, T)>, Completeness)
 where
-    F: Fn(String, GuestKind, u32) -> Fut,
-    Fut: std::future::Future<Output = Result<T, ProxmoxError>>,
+    F: Fn(String, GuestKind, u32) -> Fut + Send + 'a,
+    Fut: std::future::Future<Output = Result<T, ProxmoxError>> + Send + 'a,
+    T: Send + 'a,
 {
     let results = each_guest(&inventory.guests, read).await;
     tally(inventory, inventory.guests.iter().zip(results))
@@ -287,17 +288,46 @@ pub async fn each_config(
     .await
 }
 
-async fn each_guest<T, F, Fut>(guests: &[ClusterResource], read: F) -> Vec<Result<T, ProxmoxError>>
-where
-    F: Fn(String, GuestKind, u32) -> Fut,
-    Fut: std::future::Future<Output = Result<T, ProxmoxError>>,
-{
-    join_all(guests.iter().map(|g| {
-        let node = g.node.clone().unwrap_or_default();
-        let kind = g.guest_kind().unwrap_or(GuestKind::Qemu);
-        read(node, kind, g.vmid.unwrap_or_default())
-    }))
+/// Every guest's config as compact JSON text, each turned to text as it arrives.
+pub async fn each_config_text(
+    client: &ProxmoxClient,
+    guests: &[ClusterResource],
+) -> Vec<Result<String, ProxmoxError>> {
+    each_guest(guests, |node, kind, vmid| async move {
+        client
+            .guest_config(&node, kind, vmid)
+            .await
+            .map(|config| config.raw.to_string())
+    })
     .await
+}
+
+/// Per-guest reads started ahead of the client's own concurrency limit: enough to keep
+/// its permits busy, few enough that an estate's worth of request futures never exists
+/// at once.
+const READS_AHEAD: usize = 64;
+
+async fn each_guest<'a, T, F, Fut>(
+    guests: &'a [ClusterResource],
+    read: F,
+) -> Vec<Result<T, ProxmoxError>>
+where
+    F: Fn(String, GuestKind, u32) -> Fut + Send + 'a,
+    Fut: std::future::Future<Output = Result<T, ProxmoxError>> + Send + 'a,
+    T: Send + 'a,
+{
+    use futures::StreamExt;
+    // Boxed: rustc cannot prove a stream of closures over borrowed data `Send` inside
+    // the stages' futures (rust-lang/rust#110338).
+    let reads: futures::stream::BoxStream<'a, Result<T, ProxmoxError>> =
+        futures::stream::iter(guests.iter().map(move |g| {
+            let node = g.node.clone().unwrap_or_default();
+            let kind = g.guest_kind().unwrap_or(GuestKind::Qemu);
+            read(node, kind, g.vmid.unwrap_or_default())
+        }))
+        .buffered(READS_AHEAD)
+        .boxed();
+    reads.collect().await
 }
 
 /// The per-guest results of a read of `inventory`'s guests as what was read and how

@@ -21,7 +21,7 @@ use serde_json::{Map, Value, json};
 use super::apply::{delete_ids, describe, list_by, list_each, list_fields, reconcile_kind};
 use super::devices::tag_ids;
 use super::guest_vms::{self, NetBoxVm, read_vms};
-use super::mapping::{self, map_batch};
+use super::mapping::{self, Inputs, map_batch};
 use super::report::{Item, Outcome, Phase};
 use super::resolve::ensure_tags;
 use super::storage::STORAGE_PATH;
@@ -97,24 +97,24 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
         .collect();
 
     // Disks of the synced guests.
-    let mut disk_inputs = Vec::new();
     let mut disk_of = Vec::new();
     for (s_index, scope) in scopes.iter().enumerate() {
         let guest = &guests[scope.guest];
         let Ok(input) = &guest.input else {
             continue;
         };
-        for disk in &input.disks {
-            disk_inputs.push((
-                context(run, guest, input),
-                MapInput::VirtualDisk(input.clone(), disk.clone()),
-            ));
-            disk_of.push((s_index, disk.key.clone()));
-        }
+        disk_of.extend(input.disks.iter().map(|disk| (s_index, guest, input, disk)));
     }
+    let disk_inputs: Inputs<'_> = Box::new(disk_of.iter().map(|(_, guest, input, disk)| {
+        (
+            context(run, guest, input),
+            MapInput::VirtualDisk((*input).clone(), (*disk).clone()),
+        )
+    }));
     let disk_mapped = map_batch(run.mappers.clone(), Kind::VirtualDisk, disk_inputs).await;
     let mut mapped: Vec<(usize, String, Result<Option<DesiredVirtualDisk>, String>)> = Vec::new();
-    for ((s_index, key), result) in disk_of.into_iter().zip(disk_mapped) {
+    for ((s_index, _, _, disk), result) in disk_of.into_iter().zip(disk_mapped) {
+        let key = disk.key.clone();
         let result = match result {
             Ok(Some(MapOutput::VirtualDisk(disk))) => Ok(Some(disk)),
             Ok(None) => Ok(None),

@@ -11,7 +11,7 @@ use std::collections::BTreeMap;
 use serde_json::Value;
 
 use super::guest_vms::{GuestVm, NetBoxVm};
-use super::mapping::{self, map_batch};
+use super::mapping::{self, Inputs, map_batch};
 use super::proxmox_reads::Ask;
 use super::vms::Guest;
 use super::{SyncRun, options::SyncOptions};
@@ -32,13 +32,13 @@ pub enum Live {
 }
 
 /// One guest whose VM is in NetBox, with its NICs.
-pub struct GuestNics {
+pub struct GuestNics<'a> {
     /// Index into the guests.
     pub guest: usize,
     /// NetBox VM id.
     pub vm: u64,
     /// The guest's input.
-    pub input: GuestInput,
+    pub input: &'a GuestInput,
     /// Its mapper context.
     pub ctx: Context,
     /// Its NICs, in config key order.
@@ -49,7 +49,7 @@ pub struct GuestNics {
     pub live: Live,
 }
 
-impl GuestNics {
+impl GuestNics<'_> {
     /// The NetBox name of the guest's VM (else the guest's name), for report lines.
     pub fn vm_name(&self, vms: &BTreeMap<u64, NetBoxVm>) -> String {
         vms.get(&self.vm)
@@ -75,12 +75,15 @@ pub fn network_params(run: &SyncRun) -> Vec<(String, String)> {
 
 /// Ask the guests of `scopes` about their interfaces, join them with their configs and
 /// map each NIC.
-pub async fn read(run: &SyncRun, guests: &[Guest<'_>], scopes: &[GuestVm]) -> Vec<GuestNics> {
+pub async fn read<'a>(
+    run: &SyncRun,
+    guests: &'a [Guest<'_>],
+    scopes: &[GuestVm],
+) -> Vec<GuestNics<'a>> {
     let params = network_params(run);
     // Per endpoint: a guest read through it (for its session) and what to ask, by index.
     let mut asks_by_session: BTreeMap<i64, (usize, Vec<(usize, Ask)>)> = BTreeMap::new();
     let mut out: Vec<GuestNics> = Vec::new();
-    let mut configs: Vec<Option<Value>> = Vec::new();
     for scope in scopes {
         let guest = &guests[scope.guest];
         let Ok(input) = &guest.input else {
@@ -97,11 +100,6 @@ pub async fn read(run: &SyncRun, guests: &[Guest<'_>], scopes: &[GuestVm]) -> Ve
         } else {
             Live::Missing
         };
-        let config = input
-            .raw
-            .iter()
-            .find(|r| r.name == "config")
-            .and_then(|r| serde_json::from_str::<Value>(&r.json).ok());
         let index = out.len();
         if can_answer {
             asks_by_session
@@ -121,12 +119,11 @@ pub async fn read(run: &SyncRun, guests: &[Guest<'_>], scopes: &[GuestVm]) -> Ve
             guest: scope.guest,
             vm: scope.vm,
             ctx: mapping::context(guest.read.session, &input.node, &params, &run.now),
-            input: input.clone(),
+            input,
             nics: Vec::new(),
             mapped: Vec::new(),
             live,
         });
-        configs.push(config);
     }
     let mut observed: Vec<Option<Vec<crate::mapper::v1::ObservedInterface>>> =
         vec![None; out.len()];
@@ -144,16 +141,24 @@ pub async fn read(run: &SyncRun, guests: &[Guest<'_>], scopes: &[GuestVm]) -> Ve
             observed[*index] = seen;
         }
     }
-    let mut inputs = Vec::new();
-    for ((entry, config), seen) in out.iter_mut().zip(&configs).zip(&observed) {
-        entry.nics = network::guest_nics(&entry.input, config.as_ref(), seen.as_deref());
-        for nic in &entry.nics {
-            inputs.push((
+    for (entry, seen) in out.iter_mut().zip(&observed) {
+        // The config is parsed only while this guest's NICs are read from it.
+        let config = entry
+            .input
+            .raw
+            .iter()
+            .find(|r| r.name == "config")
+            .and_then(|r| serde_json::from_str::<Value>(&r.json).ok());
+        entry.nics = network::guest_nics(entry.input, config.as_ref(), seen.as_deref());
+    }
+    let inputs: Inputs<'_> = Box::new(out.iter().flat_map(|entry| {
+        entry.nics.iter().map(|nic| {
+            (
                 entry.ctx.clone(),
                 MapInput::VmInterface(entry.input.clone(), nic.clone()),
-            ));
-        }
-    }
+            )
+        })
+    }));
     let mut mapped = map_batch(run.mappers.clone(), Kind::VmInterface, inputs)
         .await
         .into_iter();

@@ -8,7 +8,7 @@ use serde_json::Value;
 
 use super::SyncRun;
 use super::apply::list_by;
-use super::mapping::{self, map_batch};
+use super::mapping::{self, Inputs, map_batch};
 use super::report::{Item, Outcome};
 use super::resolve::ids_by;
 use super::vms::Guest;
@@ -79,15 +79,10 @@ pub async fn resolve(
     vms_of: &BTreeMap<VmIdentity, Vec<u64>>,
 ) -> Result<GuestVms, Failure> {
     let mut unsynced = Vec::new();
-    let mut inputs = Vec::new();
     let mut mapped_guests = Vec::new();
     for (index, guest) in guests.iter().enumerate() {
         match &guest.input {
-            Ok(input) => {
-                let ctx = mapping::context(guest.read.session, &input.node, &run.params, &run.now);
-                inputs.push((ctx, MapInput::VirtualMachine(input.clone())));
-                mapped_guests.push(index);
-            }
+            Ok(input) => mapped_guests.push((index, guest, input)),
             Err(e) => unsynced.push((
                 index,
                 Item::new(guest.label(), "vm"),
@@ -95,9 +90,14 @@ pub async fn resolve(
             )),
         }
     }
+    let inputs: Inputs<'_> = Box::new(mapped_guests.iter().map(|(_, guest, input)| {
+        let ctx = mapping::context(guest.read.session, &input.node, &run.params, &run.now);
+        (ctx, MapInput::VirtualMachine((*input).clone()))
+    }));
     let mapped = map_batch(run.mappers.clone(), Kind::VirtualMachine, inputs).await;
+    let mapped_guests = mapped_guests.into_iter().map(|(index, _, _)| index);
     let mut cluster_of: Vec<(usize, String)> = Vec::new();
-    for (index, mapped) in mapped_guests.into_iter().zip(mapped) {
+    for (index, mapped) in mapped_guests.zip(mapped) {
         let outcome = match mapped {
             Ok(Some(MapOutput::VirtualMachine(vm))) => {
                 cluster_of.push((index, vm.cluster));

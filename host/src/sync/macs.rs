@@ -117,8 +117,8 @@ pub async fn sync(
         .zip(netbox.bulk_create(MAC_PATH, payloads).await)
     {
         match result {
-            Ok(object) => {
-                ids[index] = object.get("id").and_then(Value::as_u64);
+            Ok(id) => {
+                ids[index] = id;
                 out[index] = Ok(vec!["mac_address".into()]);
             }
             Err(e) => out[index] = Err(describe(&e)),

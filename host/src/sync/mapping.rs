@@ -12,24 +12,37 @@ use crate::server::sessions::{Session, SessionMode};
 /// why it failed.
 pub type MapResult = Result<Option<MapOutput>, MapError>;
 
-/// Map `inputs` of `kind`, in order.
-pub async fn map_batch(
-    mappers: Arc<MapperSet>,
-    kind: Kind,
-    inputs: Vec<(Context, MapInput)>,
-) -> Vec<MapResult> {
-    if inputs.is_empty() {
-        return Vec::new();
+/// Objects mapped per blocking task: only one chunk's inputs exist at a time.
+const CHUNK: usize = 256;
+
+/// Mapper inputs, produced as they are mapped. Boxed: an iterator whose closures borrow
+/// the stage's guests would otherwise be part of the stage's future, and rustc cannot
+/// prove such futures `Send` (rust-lang/rust#110338).
+pub type Inputs<'a> = Box<dyn Iterator<Item = (Context, MapInput)> + Send + 'a>;
+
+/// Map `inputs` of `kind`, in order. The inputs are built (the iterator advanced) and
+/// mapped [`CHUNK`] at a time, so a stage given a lazy iterator never holds the mapper
+/// inputs of a whole estate at once (a guest's input is copied into each of its disks').
+pub async fn map_batch(mappers: Arc<MapperSet>, kind: Kind, inputs: Inputs<'_>) -> Vec<MapResult> {
+    let mut inputs = inputs;
+    let mut out = Vec::new();
+    loop {
+        let chunk: Vec<(Context, MapInput)> = inputs.by_ref().take(CHUNK).collect();
+        if chunk.is_empty() {
+            return out;
+        }
+        let mappers = mappers.clone();
+        let mapped = tokio::task::spawn_blocking(move || {
+            let mut instance = mappers.instance(kind);
+            chunk
+                .iter()
+                .map(|(ctx, input)| instance.map(ctx, input).map(|m| m.output))
+                .collect::<Vec<MapResult>>()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("mapping task failed: {e}"));
+        out.extend(mapped);
     }
-    tokio::task::spawn_blocking(move || {
-        let mut instance = mappers.instance(kind);
-        inputs
-            .iter()
-            .map(|(ctx, input)| instance.map(ctx, input).map(|m| m.output))
-            .collect()
-    })
-    .await
-    .unwrap_or_else(|e| panic!("mapping task failed: {e}"))
 }
 
 /// The mapper context of objects read through `session`, on `node`.
@@ -48,5 +61,64 @@ pub fn context(session: &Session, node: &str, params: &[(String, String)], now: 
         tenant_hint: endpoint.tenant_slug.clone().filter(|s| !s.is_empty()),
         params: params.to_vec(),
         now: now.to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::mapper::v1::GuestType;
+    use crate::mapper::{Limits, MapperEngine};
+    use serde_json::json;
+
+    fn context() -> Context {
+        Context {
+            endpoint_id: 1,
+            endpoint_name: "pve".into(),
+            cluster_name: "pve".into(),
+            cluster_mode: ClusterMode::Cluster,
+            node: "pve1".into(),
+            site_hint: None,
+            tenant_hint: None,
+            params: Vec::new(),
+            now: "2026-01-01T00:00:00Z".into(),
+        }
+    }
+
+    #[tokio::test]
+    async fn inputs_spanning_several_chunks_are_mapped_once_each_in_order() {
+        let engine = MapperEngine::new(Limits::default(), None).expect("engine");
+        let mappers = Arc::new(MapperSet::load(&engine, &Default::default()).expect("mappers"));
+        let count = 2 * CHUNK + 3;
+        let produced = std::sync::atomic::AtomicUsize::new(0);
+        let inputs: Inputs<'_> = Box::new((0..count).map(|i| {
+            produced.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            let entry = json!({"name": format!("snap-{i}"), "snaptime": 1_700_000_000 + i});
+            let input = crate::normalize::snapshot(&entry, 100, GuestType::Qemu, "pve1")
+                .expect("snapshot input");
+            (context(), MapInput::Snapshot(input))
+        }));
+        let mapped = map_batch(mappers, Kind::Snapshot, inputs).await;
+        assert_eq!(produced.into_inner(), count, "each input built once");
+        let names: Vec<String> = mapped
+            .into_iter()
+            .map(|result| match result {
+                Ok(Some(MapOutput::Snapshot(snapshot))) => snapshot.name,
+                other => panic!("unexpected mapping result: {other:?}"),
+            })
+            .collect();
+        let expected: Vec<String> = (0..count).map(|i| format!("snap-{i}")).collect();
+        assert_eq!(names, expected);
+    }
+
+    #[tokio::test]
+    async fn no_inputs_map_to_nothing() {
+        let engine = MapperEngine::new(Limits::default(), None).expect("engine");
+        let mappers = Arc::new(MapperSet::load(&engine, &Default::default()).expect("mappers"));
+        assert!(
+            map_batch(mappers, Kind::Snapshot, Box::new(std::iter::empty()))
+                .await
+                .is_empty()
+        );
     }
 }

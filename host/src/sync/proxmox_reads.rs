@@ -7,19 +7,33 @@
 //! one and missing from the next.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use tokio::sync::OnceCell;
 
 use crate::mapper::v1::{GuestType, ObservedInterface};
 use crate::normalize::network;
-use crate::proxmox::inventory::{self, Completeness};
+use crate::proxmox::inventory;
 use crate::proxmox::models::{ClusterResource, GuestConfig};
 use crate::proxmox::{Inventory, ProxmoxClient, ProxmoxError};
 use crate::server::sessions::Session;
 
 /// Guest configs by `(endpoint id, VMID)`: compact JSON, or why the read failed.
-type ConfigCache = HashMap<(i64, u32), Result<Box<str>, String>>;
+type ConfigCache = HashMap<(i64, u32), Result<ConfigText, String>>;
+
+/// A guest config as the run keeps it: compact JSON, a fifth of its parsed size, shared
+/// with the stages and parsed by each only while it uses the guest.
+#[derive(Clone, Debug)]
+pub struct ConfigText(Arc<str>);
+
+impl ConfigText {
+    /// The config, parsed.
+    pub fn parse(&self) -> Result<GuestConfig, String> {
+        serde_json::from_str(&self.0)
+            .map(|raw| GuestConfig { raw })
+            .map_err(|e| format!("its config could not be read back: {e}"))
+    }
+}
 
 /// What guests report about their interfaces, by `(endpoint id, VMID)` (none: no answer).
 type ObservedCache = HashMap<(i64, u32), Option<Vec<ObservedInterface>>>;
@@ -61,50 +75,44 @@ impl ProxmoxReads {
             .await
     }
 
-    /// The configs of `inventory`'s guests, read through `session` only for the guests
-    /// no earlier stage of the run asked for, and how completely they were read.
+    /// The config of each of `guests` (in their order), or why it could not be read;
+    /// read through `session` only for the guests no earlier stage of the run asked for.
+    /// Each config is kept as text from the moment it arrives, so a run never holds the
+    /// parsed configs of a whole estate.
     pub async fn configs(
         &self,
         session: &Session,
-        inventory: &Inventory,
-    ) -> (Vec<(ClusterResource, GuestConfig)>, Completeness) {
+        guests: &[&ClusterResource],
+    ) -> Vec<Result<ConfigText, String>> {
         let endpoint = session.endpoint.id;
         let key = |g: &ClusterResource| (endpoint, g.vmid.unwrap_or_default());
         let missing: Vec<ClusterResource> = {
             let cache = self.lock();
-            inventory
-                .guests
+            guests
                 .iter()
                 .filter(|g| !cache.contains_key(&key(g)))
-                .cloned()
+                .map(|g| (*g).clone())
                 .collect()
         };
         if !missing.is_empty() {
-            let read = inventory::each_config(&session.client, &missing).await;
+            let read = inventory::each_config_text(&session.client, &missing).await;
             let mut cache = self.lock();
             for (guest, result) in missing.iter().zip(read) {
                 let entry = result
-                    .map(|config| config.raw.to_string().into_boxed_str())
+                    .map(|text| ConfigText(text.into()))
                     .map_err(|e: ProxmoxError| e.to_string());
                 cache.insert(key(guest), entry);
             }
         }
         let cache = self.lock();
-        let results: Vec<(&ClusterResource, Result<GuestConfig, String>)> = inventory
-            .guests
+        guests
             .iter()
-            .map(|g| {
-                let cached = match cache.get(&key(g)) {
-                    Some(Ok(text)) => serde_json::from_str(text)
-                        .map(|raw| GuestConfig { raw })
-                        .map_err(|e| format!("its config could not be read back: {e}")),
-                    Some(Err(e)) => Err(e.clone()),
-                    None => Err("its config was not read".into()),
-                };
-                (g, cached)
+            .map(|g| match cache.get(&key(g)) {
+                Some(Ok(text)) => Ok(text.clone()),
+                Some(Err(e)) => Err(format!("cannot read its config: {e}")),
+                None => Err("its config was not read".into()),
             })
-            .collect();
-        inventory::tally(inventory, results)
+            .collect()
     }
 
     /// What each of `asks` reports about its interfaces (the QEMU guest agent with its own

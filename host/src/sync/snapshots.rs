@@ -106,10 +106,14 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
             });
         }
     }
-    for (index, result) in input_of
-        .into_iter()
-        .zip(map_batch(run.mappers.clone(), Kind::Snapshot, inputs).await)
-    {
+    for (index, result) in input_of.into_iter().zip(
+        map_batch(
+            run.mappers.clone(),
+            Kind::Snapshot,
+            Box::new(inputs.into_iter()),
+        )
+        .await,
+    ) {
         found[index].desired = match result {
             Ok(Some(MapOutput::Snapshot(snapshot))) => Ok(Some(snapshot)),
             Ok(None) => Ok(None),
@@ -354,17 +358,23 @@ async fn read_endpoint<'a>(
         .into_iter()
         .map(|(resource, list)| (resource.vmid.unwrap_or_default(), list))
         .collect();
-    inventory.guests.retain(|g| {
-        snapshots
-            .get(&g.vmid.unwrap_or_default())
-            .is_some_and(|s| !s.is_empty())
-    });
-    let (configs, _) = run.proxmox.configs(read.session, &inventory).await;
-    let mut storages: BTreeMap<u32, Option<String>> = configs
+    let with_snapshots: Vec<&ClusterResource> = inventory
+        .guests
+        .iter()
+        .filter(|g| {
+            snapshots
+                .get(&g.vmid.unwrap_or_default())
+                .is_some_and(|s| !s.is_empty())
+        })
+        .collect();
+    let configs = run.proxmox.configs(read.session, &with_snapshots).await;
+    let mut storages: BTreeMap<u32, Option<String>> = with_snapshots
         .into_iter()
-        .map(|(resource, config)| {
-            let storage = first_disk_storage(&resource, &config);
-            (resource.vmid.unwrap_or_default(), storage)
+        .zip(configs)
+        .filter_map(|(resource, config)| {
+            let config = config.and_then(|text| text.parse()).ok()?;
+            let storage = first_disk_storage(resource, &config);
+            Some((resource.vmid.unwrap_or_default(), storage))
         })
         .collect();
     for guest in guests.iter_mut().filter(|g| g.vm.is_ok()) {

@@ -127,8 +127,7 @@ pub async fn ensure(
         .zip(netbox.bulk_create(VLAN_PATH, payloads).await)
     {
         match result {
-            Ok(object) => {
-                let id = object.get("id").and_then(Value::as_u64);
+            Ok(id) => {
                 if let Some(id) = id {
                     out.ids.insert(k.clone(), id);
                 }

@@ -14,7 +14,7 @@ use serde_json::Value;
 use super::guest_nics::{self, Live};
 use super::guest_vms;
 use super::ip_addresses::{self, Assigned, PrimaryAsk, WantIp};
-use super::mapping::map_batch;
+use super::mapping::{Inputs, map_batch};
 use super::report::{Item, Outcome, Phase};
 use super::vm_interfaces::list_interfaces;
 use super::vms::read_guests;
@@ -109,13 +109,17 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
                     entry.vm,
                     format!("{vm_name}/{} {}", desired.name, address.address),
                 ));
-                inputs.push((
-                    entry.ctx.clone(),
-                    MapInput::IpAddress(entry.input.clone(), nic.clone(), address),
-                ));
+                inputs.push((e_index, nic, address));
             }
         }
     }
+    let inputs: Inputs<'_> = Box::new(inputs.into_iter().map(|(e_index, nic, address)| {
+        let entry = &nics[e_index];
+        (
+            entry.ctx.clone(),
+            MapInput::IpAddress(entry.input.clone(), nic.clone(), address),
+        )
+    }));
     let mapped = map_batch(run.mappers.clone(), Kind::IpAddress, inputs).await;
     let mut wants: Vec<WantIp> = Vec::new();
     let mut wants_of: BTreeMap<usize, Vec<usize>> = BTreeMap::new();

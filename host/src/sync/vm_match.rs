@@ -165,7 +165,7 @@ pub fn match_guests(
             };
             let current = current.as_str();
             let guest = &guests[want.guest];
-            let proxmox = guest.resource.name.clone().unwrap_or_default();
+            let proxmox = guest.name.clone().unwrap_or_default();
             if keeps_operator_name(
                 current,
                 &want.desired.name,

@@ -10,7 +10,7 @@ use serde_json::{Map, Value, json};
 
 use super::apply::{KindResult, reconcile_kind};
 use super::devices::{self, Topology, tag_ids};
-use super::mapping::{self, map_batch};
+use super::mapping::{self, Inputs, map_batch};
 use super::options::SyncMode;
 use super::report::{Item, Outcome, Phase};
 use super::resolve::{ensure_tags, ids_by};
@@ -32,8 +32,11 @@ pub const PHASE: &str = "virtual-machines";
 pub struct Guest<'a> {
     /// Which endpoint read it.
     pub read: &'a EndpointRead<'a>,
-    /// The `/cluster/resources` entry.
-    pub resource: ClusterResource,
+    /// Its name in `/cluster/resources` (the whole entry is in the input; a stage keeps
+    /// every guest, so only what the reports and sync-state records read is kept here).
+    pub name: Option<String>,
+    /// The node it runs on, per `/cluster/resources`.
+    pub node: Option<String>,
     /// Proxmox identity.
     pub identity: VmIdentity,
     /// The normalised input, or why there is none.
@@ -43,7 +46,7 @@ pub struct Guest<'a> {
 impl Guest<'_> {
     /// `qemu/100 "name"`, for reports.
     pub fn label(&self) -> String {
-        let name = self.resource.name.clone().unwrap_or_default();
+        let name = self.name.clone().unwrap_or_default();
         format!("{}/{} {name}", self.identity.kind, self.identity.vmid)
             .trim_end()
             .to_string()
@@ -67,39 +70,34 @@ pub async fn read_guests<'a>(
     let mut out = Vec::new();
     for read in reads {
         let endpoint = u64::try_from(read.session.endpoint.id).unwrap_or_default();
-        let mut inventory = read.inventory.clone();
-        inventory.guests.retain(|g| {
-            let template = g
-                .raw
-                .get("template")
-                .is_some_and(|t| t.as_u64() == Some(1) || t.as_bool() == Some(true));
-            let mode = if template {
-                run.options.sync_mode_vm_template
-            } else {
-                run.options.sync_mode_vm
-            };
-            let identity = VmIdentity {
-                endpoint,
-                vmid: g.vmid.unwrap_or_default(),
-                kind: kind_str(g.guest_kind().unwrap_or(GuestKind::Qemu)).into(),
-            };
-            mode != SyncMode::Disabled && wanted.is_none_or(|w| w.contains(&identity))
-        });
-        let (configs, completeness) = run.proxmox.configs(read.session, &inventory).await;
-        let mut by_vmid: BTreeMap<u32, _> = configs
-            .into_iter()
-            .map(|(resource, config)| (resource.vmid.unwrap_or_default(), config))
+        let identity_of = |g: &ClusterResource| VmIdentity {
+            endpoint,
+            vmid: g.vmid.unwrap_or_default(),
+            kind: kind_str(g.guest_kind().unwrap_or(GuestKind::Qemu)).into(),
+        };
+        let selected: Vec<&ClusterResource> = read
+            .inventory
+            .guests
+            .iter()
+            .filter(|g| {
+                let template = g
+                    .raw
+                    .get("template")
+                    .is_some_and(|t| t.as_u64() == Some(1) || t.as_bool() == Some(true));
+                let mode = if template {
+                    run.options.sync_mode_vm_template
+                } else {
+                    run.options.sync_mode_vm
+                };
+                mode != SyncMode::Disabled && wanted.is_none_or(|w| w.contains(&identity_of(g)))
+            })
             .collect();
-        for resource in inventory.guests {
+        let configs = run.proxmox.configs(read.session, &selected).await;
+        for (resource, config) in selected.into_iter().zip(configs) {
             let kind = resource.guest_kind().unwrap_or(GuestKind::Qemu);
-            let vmid = resource.vmid.unwrap_or_default();
-            let identity = VmIdentity {
-                endpoint,
-                vmid,
-                kind: kind_str(kind).into(),
-            };
-            let input = match by_vmid.remove(&vmid) {
-                Some(config) => normalize::guest(
+            // Parsed only while this guest is normalised.
+            let input = config.and_then(|text| text.parse()).and_then(|config| {
+                normalize::guest(
                     &resource.raw,
                     Some(&config.raw),
                     Some(match kind {
@@ -108,16 +106,13 @@ pub async fn read_guests<'a>(
                     }),
                     resource.node.as_deref(),
                 )
-                .map_err(|e| format!("invalid Proxmox data: {e}")),
-                None => Err(completeness.guests_failed.get(&vmid).map_or_else(
-                    || "its config was not read".to_string(),
-                    |e| format!("cannot read its config: {e}"),
-                )),
-            };
+                .map_err(|e| format!("invalid Proxmox data: {e}"))
+            });
             out.push(Guest {
                 read,
-                resource,
-                identity,
+                name: resource.name.clone(),
+                node: resource.node.clone(),
+                identity: identity_of(resource),
                 input,
             });
         }
@@ -171,19 +166,20 @@ pub async fn reconcile(
     sink: &EventSink,
 ) -> Result<VmResult, Failure> {
     let dry_run = run.options.dry_run;
-    let mut inputs = Vec::new();
-    let mut input_of = Vec::new();
-    for (index, guest) in guests.iter().enumerate() {
-        if let Ok(input) = &guest.input {
-            let ctx = mapping::context(guest.read.session, &input.node, &run.params, &run.now);
-            inputs.push((ctx, MapInput::VirtualMachine(input.clone())));
-            input_of.push(index);
-        }
-    }
+    let input_of: Vec<(usize, &Guest<'_>, &GuestInput)> = guests
+        .iter()
+        .enumerate()
+        .filter_map(|(index, guest)| guest.input.as_ref().ok().map(|input| (index, guest, input)))
+        .collect();
+    let inputs: Inputs<'_> = Box::new(input_of.iter().map(|(_, guest, input)| {
+        let ctx = mapping::context(guest.read.session, &input.node, &run.params, &run.now);
+        (ctx, MapInput::VirtualMachine((*input).clone()))
+    }));
     let mut mapped: BTreeMap<usize, Result<Option<DesiredVirtualMachine>, String>> =
         BTreeMap::new();
     for (index, result) in input_of
-        .into_iter()
+        .iter()
+        .map(|(index, _, _)| *index)
         .zip(map_batch(run.mappers.clone(), Kind::VirtualMachine, inputs).await)
     {
         mapped.insert(
@@ -566,7 +562,7 @@ async fn record_identities(
             continue;
         }
         let guest = &guests[want.guest];
-        let name = guest.resource.name.clone().unwrap_or_default();
+        let name = guest.name.clone().unwrap_or_default();
         match records.identities.get(&vm) {
             Some((record, _)) if !matched.adopted.contains(&vm) => {
                 if records.last_names.get(&vm) != Some(&name) {
@@ -579,7 +575,7 @@ async fn record_identities(
                 "proxmox_vm_id": guest.identity.vmid,
                 "proxmox_vm_type": guest.identity.kind,
                 "proxmox_cluster_name": guest.read.inventory.name,
-                "proxmox_node_name": guest.resource.node.clone().unwrap_or_default(),
+                "proxmox_node_name": guest.node.clone().unwrap_or_default(),
                 "proxmox_vm_name": name,
             })),
         }
