@@ -108,14 +108,10 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
             });
         }
     }
-    for (index, result) in input_of.into_iter().zip(
-        map_batch(
-            run.mappers.clone(),
-            Kind::Backup,
-            Box::new(inputs.into_iter()),
-        )
-        .await,
-    ) {
+    for (index, result) in input_of
+        .into_iter()
+        .zip(map_batch(run.mappers.clone(), Kind::Backup, inputs).await)
+    {
         found[index].desired = match result {
             Ok(Some(MapOutput::Backup(backup))) => Ok(Some(backup)),
             Ok(None) => Ok(None),

@@ -101,14 +101,10 @@ pub async fn reconcile(
             nodes.push(node);
         }
     }
-    for (index, result) in input_of.into_iter().zip(
-        map_batch(
-            run.mappers.clone(),
-            Kind::Device,
-            Box::new(inputs.into_iter()),
-        )
-        .await,
-    ) {
+    for (index, result) in input_of
+        .into_iter()
+        .zip(map_batch(run.mappers.clone(), Kind::Device, inputs).await)
+    {
         nodes[index].desired = match result {
             Ok(Some(MapOutput::Device(device))) => Ok(Some(device)),
             Ok(None) => Ok(None),

@@ -450,12 +450,7 @@ pub async fn set_primaries(
     if asked.is_empty() {
         return Ok(Vec::new());
     }
-    let choices = map_batch(
-        run.mappers.clone(),
-        Kind::IpAddress,
-        Box::new(inputs.into_iter()),
-    )
-    .await;
+    let choices = map_batch(run.mappers.clone(), Kind::IpAddress, inputs).await;
     let ids: BTreeSet<String> = asked.iter().map(|a| a.owner.to_string()).collect();
     let fields = [("fields", "id,primary_ip4,primary_ip6".to_string())];
     let current: BTreeMap<u64, (Option<u64>, Option<u64>)> =

@@ -15,16 +15,21 @@ pub type MapResult = Result<Option<MapOutput>, MapError>;
 /// Objects mapped per blocking task: only one chunk's inputs exist at a time.
 const CHUNK: usize = 256;
 
-/// Mapper inputs, produced as they are mapped. Boxed: an iterator whose closures borrow
-/// the stage's guests would otherwise be part of the stage's future, and rustc cannot
-/// prove such futures `Send` (rust-lang/rust#110338).
+/// Mapper inputs produced lazily, as they are mapped. Boxed: an iterator whose closures
+/// borrow the stage's guests would otherwise be part of the stage's future, and rustc
+/// cannot prove such futures `Send` (rust-lang/rust#110338). Inputs already built can be
+/// passed as they are (a `Vec`).
 pub type Inputs<'a> = Box<dyn Iterator<Item = (Context, MapInput)> + Send + 'a>;
 
 /// Map `inputs` of `kind`, in order. The inputs are built (the iterator advanced) and
 /// mapped [`CHUNK`] at a time, so a stage given a lazy iterator never holds the mapper
 /// inputs of a whole estate at once (a guest's input is copied into each of its disks').
-pub async fn map_batch(mappers: Arc<MapperSet>, kind: Kind, inputs: Inputs<'_>) -> Vec<MapResult> {
-    let mut inputs = inputs;
+pub async fn map_batch<I>(mappers: Arc<MapperSet>, kind: Kind, inputs: I) -> Vec<MapResult>
+where
+    I: IntoIterator<Item = (Context, MapInput)>,
+    I::IntoIter: Send,
+{
+    let mut inputs = inputs.into_iter();
     let mut out = Vec::new();
     loop {
         let chunk: Vec<(Context, MapInput)> = inputs.by_ref().take(CHUNK).collect();
@@ -116,7 +121,7 @@ mod tests {
         let engine = MapperEngine::new(Limits::default(), None).expect("engine");
         let mappers = Arc::new(MapperSet::load(&engine, &Default::default()).expect("mappers"));
         assert!(
-            map_batch(mappers, Kind::Snapshot, Box::new(std::iter::empty()))
+            map_batch(mappers, Kind::Snapshot, Vec::new())
                 .await
                 .is_empty()
         );

@@ -127,12 +127,7 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
             }
         }
     }
-    let mapped = map_batch(
-        run.mappers.clone(),
-        Kind::NodeInterface,
-        Box::new(inputs.into_iter()),
-    )
-    .await;
+    let mapped = map_batch(run.mappers.clone(), Kind::NodeInterface, inputs).await;
     let mut wanted: Vec<(usize, DesiredNodeInterface)> = Vec::new();
     for ((s_index, name), result) in input_of.into_iter().zip(mapped) {
         let scope = &mut scopes[s_index];

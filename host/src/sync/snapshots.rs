@@ -106,14 +106,10 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
             });
         }
     }
-    for (index, result) in input_of.into_iter().zip(
-        map_batch(
-            run.mappers.clone(),
-            Kind::Snapshot,
-            Box::new(inputs.into_iter()),
-        )
-        .await,
-    ) {
+    for (index, result) in input_of
+        .into_iter()
+        .zip(map_batch(run.mappers.clone(), Kind::Snapshot, inputs).await)
+    {
         found[index].desired = match result {
             Ok(Some(MapOutput::Snapshot(snapshot))) => Ok(Some(snapshot)),
             Ok(None) => Ok(None),

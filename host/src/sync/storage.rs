@@ -115,14 +115,10 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
             entries.push(entry);
         }
     }
-    for (index, result) in input_of.into_iter().zip(
-        map_batch(
-            run.mappers.clone(),
-            Kind::Storage,
-            Box::new(inputs.into_iter()),
-        )
-        .await,
-    ) {
+    for (index, result) in input_of
+        .into_iter()
+        .zip(map_batch(run.mappers.clone(), Kind::Storage, inputs).await)
+    {
         entries[index].desired = match result {
             Ok(Some(MapOutput::Storage(storage))) => Ok(Some(storage)),
             Ok(None) => Ok(None),
