@@ -12,6 +12,8 @@
 //! `cold,no-op,no-op`: the first re-sync after a cold one, then a steady-state one); a
 //! NetBox that already holds an estate (say, restored from a dump) is re-synced with
 //! `PROXBOX_BENCH_TAG` set to the tag its cluster name carries and runs `no-op,no-op`.
+//! `PROXBOX_BENCH_STAGES` limits the full update to some stages (its `stages` parameter,
+//! e.g. `devices,storage,virtual_machines,virtual_disks,backups,snapshots`).
 //! Measures only under `cargo bench` (`--bench`); `cargo test` builds it and exits.
 
 use std::collections::BTreeMap;
@@ -237,11 +239,14 @@ async fn run_size(guests: usize, url: &url::Url, token: &str, mappers: &MapperSe
         .build()
         .expect("client");
     let runs = std::env::var("PROXBOX_BENCH_RUNS").unwrap_or_else(|_| "cold,no-op,no-op".into());
+    let stages = std::env::var("PROXBOX_BENCH_STAGES")
+        .map(|s| format!("&stages={s}"))
+        .unwrap_or_default();
     for label in runs.split(',').map(str::trim) {
         let started = Instant::now();
         let response = http
             .get(format!(
-                "http://{addr}/full-update/stream?proxmox_endpoint_ids={endpoint}"
+                "http://{addr}/full-update/stream?proxmox_endpoint_ids={endpoint}{stages}"
             ))
             .header("X-Proxbox-API-Key", key)
             .send()

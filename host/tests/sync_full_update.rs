@@ -1072,3 +1072,57 @@ async fn a_full_update_of_200_guests_lands_then_reruns_idle_then_lands_exactly_t
     let after = Netbox::read(&w, &tag).await;
     assert_matches(&after, &state, &state.guests);
 }
+
+/// `stages` runs only the named stages, in the full update's order whatever the order
+/// asked; an unknown name is refused before anything runs.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_update_runs_only_the_stages_asked_for() {
+    let Some(w) = common::world::world(67, 6).await else {
+        return;
+    };
+    let frames = w
+        .stream(FULL_UPDATE, "&stages=virtual_machines,devices")
+        .await;
+    let announced: Vec<&str> = sse::named(&frames, "discovery")
+        .into_iter()
+        .find(|d| d["phase"] == "full-update")
+        .expect("the full update's discovery frame")["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|i| i["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(announced, ["devices", "virtual-machines"]);
+    let ran: Vec<&str> = sse::named(&frames, "phase_summary")
+        .into_iter()
+        .map(|s| s["phase"].as_str().unwrap())
+        .collect();
+    assert_eq!(ran, ["devices", "virtual-machines"]);
+    let result = &sse::complete(&frames)["result"];
+    assert_eq!(
+        result["virtual_machines_count"],
+        w.sim.state().guests.len(),
+        "{result}"
+    );
+    assert!(result.get("virtual_disks").is_none(), "{result}");
+
+    let answer = w
+        .server
+        .call(
+            reqwest::Method::GET,
+            &format!(
+                "{FULL_UPDATE}?proxmox_endpoint_ids={}&stages=devices,vms",
+                w.endpoint
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(
+        answer.status,
+        reqwest::StatusCode::UNPROCESSABLE_ENTITY,
+        "{}",
+        answer.text
+    );
+    assert!(answer.text.contains("vms"), "{}", answer.text);
+    assert!(answer.text.contains("virtual_machines"), "{}", answer.text);
+}

@@ -211,6 +211,7 @@ stage_routes! {
 pub fn full_update_events(
     run: SyncRun,
     guard: RunGuard,
+    stages: Vec<StageKind>,
 ) -> impl futures::Stream<Item = Event> + Send + 'static {
     StreamGuard::new(full_update::STEP)
         .failed_message("Full update sync failed.")
@@ -222,9 +223,9 @@ pub fn full_update_events(
                 "stream",
                 format!("Full update stream connected (operation_id={operation})"),
             ));
-            sink.emit(full_update::discovery(&operation, &StageKind::ALL));
+            sink.emit(full_update::discovery(&operation, &stages));
             warn_options(&run, &sink, full_update::STEP);
-            let result = full_update::run(&run, &sink, &StageKind::ALL).await?;
+            let result = full_update::run(&run, &sink, &stages).await?;
             Ok(Complete::success("Full update sync completed.", result))
         })
 }
@@ -234,8 +235,9 @@ pub async fn full_update_stream(
     State(state): State<AppState>,
     query: QueryParams,
 ) -> ApiResult<Response> {
+    let stages = full_update_stages(&query)?;
     let (run, guard) = prepare(&state, &query, full_update::STEP).await?;
-    Ok(sse_response(full_update_events(run, guard)))
+    Ok(sse_response(full_update_events(run, guard, stages)))
 }
 
 /// `GET /full-update`: the same run, answered with its result (plus `"status"`).
@@ -243,6 +245,43 @@ pub async fn full_update_json(
     State(state): State<AppState>,
     query: QueryParams,
 ) -> ApiResult<Response> {
+    let stages = full_update_stages(&query)?;
     let (run, guard) = prepare(&state, &query, full_update::STEP).await?;
-    finish_json(Box::pin(full_update_events(run, guard)), true).await
+    finish_json(Box::pin(full_update_events(run, guard, stages)), true).await
+}
+
+/// The stages a full update runs: every one, or those named by `stages` (comma-separated
+/// result keys such as `devices,virtual_machines`; this host's extension), always in the
+/// full update's order. An unknown name is a 422 naming the known ones.
+fn full_update_stages(query: &QueryParams) -> ApiResult<Vec<StageKind>> {
+    let Some(raw) = query.get("stages") else {
+        return Ok(StageKind::ALL.to_vec());
+    };
+    let mut wanted = Vec::new();
+    for name in raw.split(',').map(str::trim).filter(|n| !n.is_empty()) {
+        let Some(kind) = StageKind::ALL.into_iter().find(|k| k.result_key() == name) else {
+            let known: Vec<&str> = StageKind::ALL.iter().map(|k| k.result_key()).collect();
+            return Err(ApiError::Detail {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                detail: format!(
+                    "unknown stage {name:?} in stages; known: {}",
+                    known.join(", ")
+                )
+                .into(),
+                retry_after: None,
+            });
+        };
+        wanted.push(kind);
+    }
+    if wanted.is_empty() {
+        return Err(ApiError::Detail {
+            status: StatusCode::UNPROCESSABLE_ENTITY,
+            detail: "stages names no stage".into(),
+            retry_after: None,
+        });
+    }
+    Ok(StageKind::ALL
+        .into_iter()
+        .filter(|k| wanted.contains(k))
+        .collect())
 }
