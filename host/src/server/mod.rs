@@ -217,7 +217,7 @@ impl AppStateBuilder {
 
 /// The service's routes.
 pub fn router(state: AppState) -> Router {
-    use routes::{auth as keys, meta, netbox, proxmox, sync};
+    use routes::{auth as keys, firewall, meta, netbox, proxmox, sync};
     Router::new()
         .route("/", get(meta::root))
         .route("/health", get(meta::health))
@@ -264,6 +264,11 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/proxmox/api2/nodes/{node}/time", get(proxmox::node_time))
         .route("/proxmox/datacenter/cpu-models", get(proxmox::cpu_models))
+        .route("/proxmox/firewall/summary", get(firewall::summary))
+        .route(
+            "/proxmox/firewall/nodes/{node}/rules",
+            get(firewall::node_rules),
+        )
         .route("/dcim/devices/create", get(sync::devices_json))
         .route("/dcim/devices/create/stream", get(sync::devices_stream))
         .route(
@@ -349,6 +354,14 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/virtualization/virtual-machines/{netbox_vm_id}/snapshots/create/stream",
             get(sync::vm_snapshots_stream),
+        )
+        .route(
+            "/proxmox/replication/stream",
+            get(sync::replications_stream),
+        )
+        .route(
+            "/proxmox/cluster/backup/stream",
+            get(sync::backup_routines_stream),
         )
         .route("/full-update", get(sync::full_update_json))
         .route("/full-update/stream", get(sync::full_update_stream))

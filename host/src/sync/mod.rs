@@ -12,9 +12,14 @@
 //! - [`guest_nics`], [`vlans`], [`macs`], [`ip_addresses`]: what the network stages share.
 //! - [`devices`], [`vms`], [`storage`], [`disks`], [`backups`], [`snapshots`],
 //!   [`node_interfaces`], [`vm_interfaces`], [`vm_ips`]: the stages.
+//! - [`cluster_jobs`] with [`replications`] and [`backup_routines`]: the stages that copy
+//!   a cluster's scheduled jobs into the plugin's records ([`plugin_refs`] finds the
+//!   plugin's endpoint, node and storage records they point at).
 
 pub mod apply;
+pub mod backup_routines;
 pub mod backups;
+pub mod cluster_jobs;
 pub mod devices;
 pub mod disks;
 pub mod full_update;
@@ -25,7 +30,9 @@ pub mod macs;
 pub mod mapping;
 pub mod node_interfaces;
 pub mod options;
+pub mod plugin_refs;
 pub mod proxmox_reads;
+pub mod replications;
 pub mod report;
 pub mod resolve;
 pub mod snapshots;
@@ -196,6 +203,10 @@ pub enum StageKind {
     VmInterfaces,
     /// Guest addresses → IP addresses on VM interfaces, and primary IPs.
     VmIpAddresses,
+    /// Storage replication jobs → the plugin's replication records.
+    Replications,
+    /// Scheduled backup jobs → the plugin's backup-routine records.
+    BackupRoutines,
 }
 
 impl StageKind {
@@ -211,6 +222,8 @@ impl StageKind {
             StageKind::NodeInterfaces => node_interfaces::PHASE,
             StageKind::VmInterfaces => vm_interfaces::PHASE,
             StageKind::VmIpAddresses => vm_ips::PHASE,
+            StageKind::Replications => replications::PHASE,
+            StageKind::BackupRoutines => backup_routines::PHASE,
         }
     }
 
@@ -239,6 +252,8 @@ impl StageKind {
             StageKind::NodeInterfaces => "node_interfaces",
             StageKind::VmInterfaces => "vm_interfaces",
             StageKind::VmIpAddresses => "vm_ip_addresses",
+            StageKind::Replications => "replications",
+            StageKind::BackupRoutines => "backup_routines",
         }
     }
 
@@ -254,6 +269,8 @@ impl StageKind {
             StageKind::NodeInterfaces => node_interfaces::stage(run, sink).await,
             StageKind::VmInterfaces => vm_interfaces::stage(run, sink).await,
             StageKind::VmIpAddresses => vm_ips::stage(run, sink).await,
+            StageKind::Replications => replications::stage(run, sink).await,
+            StageKind::BackupRoutines => backup_routines::stage(run, sink).await,
         }
     }
 }

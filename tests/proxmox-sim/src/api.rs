@@ -42,6 +42,11 @@ fn fail(status: u16, message: impl Into<String>) -> ApiError {
     }
 }
 
+/// A list of PVE objects as a JSON array.
+fn objects(items: &[PveObject]) -> Value {
+    Value::Array(items.iter().cloned().map(Value::Object).collect())
+}
+
 /// 500 with PVE's `die "…\n"` message style.
 fn die(message: impl std::fmt::Display) -> ApiError {
     fail(500, format!("{message}\n"))
@@ -363,6 +368,14 @@ pub(crate) enum Route {
     ClusterHaResources,
     ClusterBackup,
     ClusterSdnVnets,
+    ClusterReplication,
+    FirewallRules,
+    FirewallGroups,
+    FirewallGroup(String),
+    FirewallIpSets,
+    FirewallIpSet(String),
+    FirewallAliases,
+    FirewallOptions,
     Nodes,
     Pools,
     Pool(String),
@@ -381,6 +394,7 @@ pub(crate) enum NodeRoute {
     Network,
     Time,
     Tasks,
+    FirewallRules,
     QemuList,
     LxcList,
     StorageStatus,
@@ -411,6 +425,14 @@ pub(crate) fn parse_route(rel: &str) -> Option<Route> {
         ["cluster", "ha", "resources"] => Route::ClusterHaResources,
         ["cluster", "backup"] => Route::ClusterBackup,
         ["cluster", "sdn", "vnets"] => Route::ClusterSdnVnets,
+        ["cluster", "replication"] => Route::ClusterReplication,
+        ["cluster", "firewall", "rules"] => Route::FirewallRules,
+        ["cluster", "firewall", "groups"] => Route::FirewallGroups,
+        ["cluster", "firewall", "groups", group] => Route::FirewallGroup(group.to_string()),
+        ["cluster", "firewall", "ipset"] => Route::FirewallIpSets,
+        ["cluster", "firewall", "ipset", name] => Route::FirewallIpSet(name.to_string()),
+        ["cluster", "firewall", "aliases"] => Route::FirewallAliases,
+        ["cluster", "firewall", "options"] => Route::FirewallOptions,
         ["nodes"] => Route::Nodes,
         ["pools"] => Route::Pools,
         ["pools", id] => Route::Pool(id.to_string()),
@@ -425,6 +447,7 @@ pub(crate) fn parse_route(rel: &str) -> Option<Route> {
                 ["network"] => NodeRoute::Network,
                 ["time"] => NodeRoute::Time,
                 ["tasks"] => NodeRoute::Tasks,
+                ["firewall", "rules"] => NodeRoute::FirewallRules,
                 ["qemu"] => NodeRoute::QemuList,
                 ["lxc"] => NodeRoute::LxcList,
                 ["storage"] => NodeRoute::StorageStatus,
@@ -649,6 +672,8 @@ impl Ctx<'_> {
                     "ha",
                     "nextid",
                     "sdn",
+                    "replication",
+                    "firewall",
                 ];
                 Ok(Value::Array(
                     subdirs.iter().map(|s| json!({"name": s})).collect(),
@@ -699,6 +724,87 @@ impl Ctx<'_> {
                         .map(Value::Object)
                         .collect(),
                 ))
+            }
+            Route::ClusterReplication => {
+                check_params(
+                    &self.params,
+                    &[],
+                    &[("guest", VMID), ("type", P::Enum(&["local"]))],
+                )?;
+                let guest = self.param("guest");
+                Ok(Value::Array(
+                    self.st
+                        .replication_jobs
+                        .iter()
+                        .filter(|j| {
+                            guest.is_none_or(|g| {
+                                j.get("guest").map(Value::to_string).as_deref() == Some(g.as_str())
+                            })
+                        })
+                        .cloned()
+                        .map(Value::Object)
+                        .collect(),
+                ))
+            }
+            Route::FirewallRules => {
+                check_params(&self.params, &[], &[])?;
+                Ok(objects(&self.st.firewall.rules))
+            }
+            Route::FirewallGroups => {
+                check_params(&self.params, &[], &[])?;
+                Ok(Value::Array(
+                    self.st
+                        .firewall
+                        .groups
+                        .iter()
+                        .map(|g| {
+                            let mut out = json!({"group": g.group, "digest": g.digest});
+                            if let Some(comment) = &g.comment {
+                                out["comment"] = json!(comment);
+                            }
+                            out
+                        })
+                        .collect(),
+                ))
+            }
+            Route::FirewallGroup(group) => {
+                check_params(&self.params, &[("group", group)], &[])?;
+                match self.st.firewall.groups.iter().find(|g| &g.group == group) {
+                    Some(g) => Ok(objects(&g.rules)),
+                    None => Err(die(format!("no such security group '{group}'"))),
+                }
+            }
+            Route::FirewallIpSets => {
+                check_params(&self.params, &[], &[])?;
+                Ok(Value::Array(
+                    self.st
+                        .firewall
+                        .ipsets
+                        .iter()
+                        .map(|set| {
+                            let mut out = json!({"name": set.name, "digest": set.digest});
+                            if let Some(comment) = &set.comment {
+                                out["comment"] = json!(comment);
+                            }
+                            out
+                        })
+                        .collect(),
+                ))
+            }
+            Route::FirewallIpSet(name) => {
+                check_params(&self.params, &[("name", name)], &[])?;
+                match self.st.firewall.ipsets.iter().find(|set| &set.name == name) {
+                    Some(set) => Ok(objects(&set.entries)),
+                    None => Err(die(format!("no such IPSet '{name}'"))),
+                }
+            }
+            Route::FirewallAliases => {
+                check_params(&self.params, &[], &[])?;
+                Ok(objects(&self.st.firewall.aliases))
+            }
+            Route::FirewallOptions => {
+                check_params(&self.params, &[], &[])?;
+                Ok(Value::Object(self.st.firewall.options.clone()))
             }
             Route::ClusterSdnVnets => {
                 check_params(
@@ -1132,7 +1238,7 @@ impl Ctx<'_> {
                 check_params(&self.params, &[], &[])?;
                 let subdirs = [
                     "version", "status", "network", "tasks", "storage", "qemu", "lxc", "syslog",
-                    "time",
+                    "time", "firewall",
                 ];
                 Ok(Value::Array(
                     subdirs.iter().map(|s| json!({"name": s})).collect(),
@@ -1194,6 +1300,17 @@ impl Ctx<'_> {
                     ],
                 )?;
                 Ok(self.tasks(node))
+            }
+            NodeRoute::FirewallRules => {
+                check_params(&self.params, &uri_node, &[])?;
+                Ok(objects(
+                    self.st
+                        .firewall
+                        .node_rules
+                        .get(node)
+                        .map(Vec::as_slice)
+                        .unwrap_or_default(),
+                ))
             }
             NodeRoute::QemuList => {
                 check_params(&self.params, &uri_node, &[("full", P::Bool)])?;

@@ -7,9 +7,9 @@ use rand_chacha::ChaCha8Rng;
 use serde_json::{Value, json};
 
 use crate::model::{
-    Backup, Credentials, EndpointState, Estate, Guest, GuestStats, GuestStatus, GuestType,
-    LimitedAcl, Node, Pool, PveObject, PveVersion, Snapshot, Storage, StorageStatus, StorageType,
-    TimeStyle, Verification, format_time,
+    Backup, Credentials, EndpointState, Estate, Firewall, FirewallGroup, FirewallIpSet, Guest,
+    GuestStats, GuestStatus, GuestType, LimitedAcl, Node, Pool, PveObject, PveVersion, Snapshot,
+    Storage, StorageStatus, StorageType, TimeStyle, Verification, format_time,
 };
 
 /// Parameters of [`generate`].
@@ -342,6 +342,7 @@ pub fn generate(spec: &EstateSpec) -> Estate {
             let (mut ep, plan) = gen_endpoint(&mut g, e, *cluster, *idx, node_counts[e]);
             populate_guests(&mut g, &mut ep, &plan, e, guest_counts[e], spec);
             finish_endpoint(&mut g, &mut ep);
+            firewall_and_replication(spec.seed, e, &mut ep);
             ep
         })
         .collect();
@@ -551,6 +552,8 @@ fn gen_endpoint(
         options,
         backup_jobs: Vec::new(),
         sdn_vnets: Vec::new(),
+        firewall: Firewall::default(),
+        replication_jobs: Vec::new(),
         tasks: Vec::new(),
         credentials,
         limited_acl: LimitedAcl::default(),
@@ -2133,6 +2136,169 @@ fn finish_endpoint(g: &mut Gen, ep: &mut EndpointState) {
                 json!(*g.weighted(&[("OK", 90), ("job errors", 5), ("unexpected status", 5)])),
             );
             ep.tasks.push(task);
+        }
+    }
+}
+
+/// The datacenter firewall, node rules and replication jobs of an endpoint, from their own
+/// generator (seeded by the estate seed and the endpoint index) so that the rest of the
+/// estate stays what it was before they existed.
+fn firewall_and_replication(seed: u64, e: usize, ep: &mut EndpointState) {
+    let mut g = Gen {
+        rng: ChaCha8Rng::seed_from_u64(seed ^ 0x6669_7265_7761_6c6c ^ (e as u64 + 1)),
+        macs: HashSet::new(),
+    };
+    let rule = |g: &mut Gen, pos: usize, kind: &str| {
+        let mut rule = obj(json!({
+            "pos": pos, "type": kind,
+            "action": *g.pick(&["ACCEPT", "DROP", "REJECT"]),
+            "enable": if g.chance(0.85) { 1 } else { 0 },
+        }));
+        match g.range(0, 4) {
+            0 => {
+                rule.insert(
+                    "macro".into(),
+                    json!(*g.pick(&["SSH", "HTTPS", "Ping", "DNS"])),
+                );
+            }
+            1 => {
+                rule.insert("proto".into(), json!("tcp"));
+                rule.insert(
+                    "dport".into(),
+                    json!(*g.pick(&["22", "80,443", "8006", "3128"])),
+                );
+            }
+            2 => {
+                rule.insert("proto".into(), json!("icmp"));
+                rule.insert("icmp-type".into(), json!("echo-request"));
+            }
+            _ => {
+                rule.insert("proto".into(), json!("udp"));
+                rule.insert("dport".into(), json!("53"));
+                rule.insert("sport".into(), json!("1024:65535"));
+            }
+        }
+        if g.chance(0.5) {
+            rule.insert(
+                "source".into(),
+                json!(format!("10.{}.0.0/16", g.range(0, 40))),
+            );
+        }
+        if g.chance(0.3) {
+            rule.insert("iface".into(), json!(format!("net{}", g.range(0, 2))));
+        }
+        if g.chance(0.4) {
+            rule.insert("log".into(), json!(*g.pick(&["nolog", "info", "warning"])));
+        }
+        if g.chance(0.5) {
+            rule.insert("comment".into(), json!(format!("rule {pos}")));
+        }
+        rule
+    };
+    let fw = &mut ep.firewall;
+    let groups = ["webservers", "databases", "management"];
+    for (i, name) in groups.iter().take(g.range(1, 4) as usize).enumerate() {
+        let rules = (0..g.range(1, 5) as usize)
+            .map(|pos| rule(&mut g, pos, "in"))
+            .collect();
+        fw.groups.push(FirewallGroup {
+            group: (*name).to_string(),
+            comment: (i % 2 == 0).then(|| format!("{name} tier")),
+            digest: g.hex(20),
+            rules,
+        });
+    }
+    let group_names: Vec<String> = fw.groups.iter().map(|gr| gr.group.clone()).collect();
+    for pos in 0..g.range(2, 6) as usize {
+        if pos == 0 {
+            fw.rules.push(obj(json!({
+                "pos": 0, "type": "group", "action": group_names[0], "enable": 1
+            })));
+        } else {
+            let kind = *g.pick(&["in", "out"]);
+            fw.rules.push(rule(&mut g, pos, kind));
+        }
+    }
+    for (name, net) in [
+        ("management", "10.10.0.0/24"),
+        ("blocklist", "192.0.2.0/24"),
+    ] {
+        let entries = (0..g.range(1, 4))
+            .map(|i| {
+                let mut entry = obj(json!({
+                    "cidr": if i == 0 { net.to_string() } else { format!("10.{}.{}.{}", g.range(0, 40), g.range(0, 255), g.range(1, 255)) },
+                    "digest": g.hex(20),
+                }));
+                if i == 2 {
+                    entry.insert("nomatch".into(), json!(true));
+                }
+                if g.chance(0.5) {
+                    entry.insert("comment".into(), json!(format!("entry {i}")));
+                }
+                entry
+            })
+            .collect();
+        fw.ipsets.push(FirewallIpSet {
+            name: name.to_string(),
+            comment: (name == "management").then(|| "admin networks".to_string()),
+            digest: g.hex(20),
+            entries,
+        });
+    }
+    for (name, cidr) in [
+        ("gateway", "10.0.0.1"),
+        ("backup-server", "10.20.0.5/32"),
+        ("dns", "10.0.0.53"),
+    ] {
+        let mut alias = obj(json!({"name": name, "cidr": cidr, "digest": g.hex(20)}));
+        if g.chance(0.5) {
+            alias.insert("comment".into(), json!(format!("the {name}")));
+        }
+        fw.aliases.push(alias);
+    }
+    fw.options = obj(json!({
+        "enable": if g.chance(0.7) { 1 } else { 0 },
+        "policy_in": *g.pick(&["DROP", "REJECT", "ACCEPT"]),
+        "policy_out": "ACCEPT",
+        "ebtables": true,
+        "log_ratelimit": "burst=5,enable=1,rate=1/second",
+    }));
+    let nodes: Vec<String> = ep.nodes.iter().map(|n| n.name.clone()).collect();
+    for node in &nodes {
+        let rules = (0..g.range(0, 4) as usize)
+            .map(|pos| rule(&mut g, pos, "in"))
+            .collect();
+        ep.firewall.node_rules.insert(node.clone(), rules);
+    }
+    if nodes.len() > 1 {
+        let vmids: Vec<(u32, String)> = ep
+            .guests
+            .values()
+            .filter(|guest| guest.guest_type == GuestType::Qemu)
+            .map(|guest| (guest.vmid, guest.node.clone()))
+            .collect();
+        let count = g.range(1, 4).min(vmids.len() as u64) as usize;
+        for (guest, source) in vmids.into_iter().take(count) {
+            let target = nodes
+                .iter()
+                .find(|n| **n != source)
+                .cloned()
+                .unwrap_or_default();
+            let mut job = obj(json!({
+                "id": format!("{guest}-0"), "type": "local", "guest": guest, "jobnum": 0,
+                "target": target, "source": source,
+                "schedule": *g.pick(&["*/15", "*/30", "hourly"]),
+            }));
+            if g.chance(0.5) {
+                job.insert("rate".into(), json!(g.range(10, 200) as f64 / 2.0));
+            }
+            if g.chance(0.3) {
+                job.insert("comment".into(), json!("replicated for HA"));
+            }
+            if g.chance(0.2) {
+                job.insert("disable".into(), json!(true));
+            }
+            ep.replication_jobs.push(job);
         }
     }
 }

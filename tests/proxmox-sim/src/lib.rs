@@ -39,9 +39,10 @@ pub use auth::{LIMITED_TOKEN_ID, LIMITED_USER, ROOT_TOKEN_ID, ROOT_USER, TokenCr
 pub use faults::{Fault, FaultHandle, FaultKind, PathMatch};
 pub use generate::{BASE_TIME, EstateSpec, generate};
 pub use model::{
-    Backup, Credentials, EndpointState, Estate, Guest, GuestStats, GuestStatus, GuestType,
-    LimitedAcl, Node, Pool, PveObject, PveVersion, Snapshot, Storage, StorageStatus, StorageType,
-    Verification, format_size, is_disk_key, is_mp_key, parse_size, prop_get, prop_set,
+    Backup, Credentials, EndpointState, Estate, Firewall, FirewallGroup, FirewallIpSet, Guest,
+    GuestStats, GuestStatus, GuestType, LimitedAcl, Node, Pool, PveObject, PveVersion, Snapshot,
+    Storage, StorageStatus, StorageType, Verification, format_size, is_disk_key, is_mp_key,
+    parse_size, prop_get, prop_set,
 };
 pub use mutation::{Mutation, SimError};
 pub use server::{SimConfig, Simulator};

@@ -89,6 +89,49 @@ pub struct LimitedAcl {
     pub storages: Vec<String>,
 }
 
+/// A firewall security group (`/cluster/firewall/groups`) with its rules.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct FirewallGroup {
+    /// Group name.
+    pub group: String,
+    /// Comment, if any.
+    pub comment: Option<String>,
+    /// Config digest.
+    pub digest: String,
+    /// Rules (`/cluster/firewall/groups/{group}`), in position order.
+    pub rules: Vec<PveObject>,
+}
+
+/// A firewall IP set (`/cluster/firewall/ipset`) with its entries.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct FirewallIpSet {
+    /// IP set name.
+    pub name: String,
+    /// Comment, if any.
+    pub comment: Option<String>,
+    /// Config digest.
+    pub digest: String,
+    /// Entries (`/cluster/firewall/ipset/{name}`): `cidr`, `comment`, `nomatch`, `digest`.
+    pub entries: Vec<PveObject>,
+}
+
+/// The datacenter firewall of an endpoint and its nodes' rules.
+#[derive(Clone, Debug, Default, Serialize, Deserialize, PartialEq)]
+pub struct Firewall {
+    /// Datacenter rules (`/cluster/firewall/rules`), in position order.
+    pub rules: Vec<PveObject>,
+    /// Security groups.
+    pub groups: Vec<FirewallGroup>,
+    /// IP sets.
+    pub ipsets: Vec<FirewallIpSet>,
+    /// Aliases (`/cluster/firewall/aliases`): `name`, `cidr`, `comment`, `digest`.
+    pub aliases: Vec<PveObject>,
+    /// Options (`/cluster/firewall/options`).
+    pub options: PveObject,
+    /// Host rules per node (`/nodes/{node}/firewall/rules`).
+    pub node_rules: BTreeMap<String, Vec<PveObject>>,
+}
+
 /// One Proxmox API endpoint: a cluster of nodes, or a standalone node.
 #[derive(Clone, Debug, Serialize, Deserialize, PartialEq)]
 pub struct EndpointState {
@@ -112,6 +155,12 @@ pub struct EndpointState {
     pub backup_jobs: Vec<PveObject>,
     /// SDN vnets (`/cluster/sdn/vnets`).
     pub sdn_vnets: Vec<PveObject>,
+    /// The datacenter firewall (`/cluster/firewall/*`) and each node's rules.
+    #[serde(default)]
+    pub firewall: Firewall,
+    /// Storage replication jobs (`/cluster/replication`).
+    #[serde(default)]
+    pub replication_jobs: Vec<PveObject>,
     /// Recent tasks; each entry carries its `node`.
     pub tasks: Vec<PveObject>,
     /// API secrets.

@@ -1,6 +1,7 @@
 //! Route handlers, one module per URL group.
 
 pub mod auth;
+pub mod firewall;
 pub mod meta;
 pub mod netbox;
 pub mod proxmox;

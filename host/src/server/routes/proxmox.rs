@@ -76,11 +76,13 @@ pub async fn delete(
     Ok(Json(json!({ "message": messages::PROXMOX_DELETED })))
 }
 
-async fn open(state: &AppState, query: &QueryParams) -> ApiResult<Vec<Session>> {
+/// Connect the endpoints the query selects.
+pub(super) async fn open(state: &AppState, query: &QueryParams) -> ApiResult<Vec<Session>> {
     sessions::open(state.store(), &Selection::from_query(query)?).await
 }
 
-fn upstream(session: &Session, what: &str, error: &ProxmoxError) -> ApiError {
+/// A 502 for a failed Proxmox read of `what` on `session`'s endpoint.
+pub(super) fn upstream(session: &Session, what: &str, error: &ProxmoxError) -> ApiError {
     ApiError::proxbox(
         StatusCode::BAD_GATEWAY,
         format!("Error retrieving Proxmox {what}"),
@@ -283,7 +285,7 @@ pub async fn nodes(State(state): State<AppState>, query: QueryParams) -> ApiResu
 }
 
 /// A node name as Proxmox allows it (letters, digits, `-`, `.`), else a 400.
-fn node_segment(node: &str) -> ApiResult<&str> {
+pub(super) fn node_segment(node: &str) -> ApiResult<&str> {
     let ok = !node.is_empty()
         && node
             .chars()

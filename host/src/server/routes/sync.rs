@@ -205,6 +205,8 @@ stage_routes! {
     node_interfaces_stream, node_interfaces_json => StageKind::NodeInterfaces;
     vm_interfaces_stream, vm_interfaces_json => StageKind::VmInterfaces;
     vm_ips_stream, vm_ips_json => StageKind::VmIpAddresses;
+    replications_stream, replications_json => StageKind::Replications;
+    backup_routines_stream, backup_routines_json => StageKind::BackupRoutines;
 }
 
 /// The events of a full update (contract §4.6).

@@ -1,0 +1,181 @@
+//! The netbox-proxbox plugin's own records that other plugin records point at: its
+//! Proxmox endpoint records (`/api/plugins/proxbox/endpoints/proxmox/`) and its node
+//! records (`/api/plugins/proxbox/proxmox-nodes/`).
+//!
+//! A host endpoint is the plugin endpoint whose primary key its name carries (`"<name>
+//! (nb:<pk>)"`, as the plugin pushes them); failing that, the one plugin endpoint with the
+//! same domain (else IP address) and port. The reference guesses from the name and, with
+//! a single plugin endpoint, takes that one whatever it points at.
+
+use std::collections::BTreeMap;
+
+use serde_json::Value;
+
+use crate::netbox::{NetBoxClient, NetBoxError};
+use crate::server::sessions::Session;
+use crate::store::plugin_pk;
+
+/// The plugin's Proxmox endpoint records.
+pub const ENDPOINTS_PATH: &str = "plugins/proxbox/endpoints/proxmox/";
+
+/// The plugin's node records.
+pub const NODES_PATH: &str = "plugins/proxbox/proxmox-nodes/";
+
+/// One plugin endpoint record, as far as matching needs.
+#[derive(Clone, Debug, PartialEq)]
+struct PluginEndpoint {
+    id: u64,
+    domain: Option<String>,
+    ip: Option<String>,
+    port: Option<i64>,
+}
+
+/// The plugin's Proxmox endpoint records.
+#[derive(Clone, Debug, Default)]
+pub struct PluginEndpoints {
+    records: Vec<PluginEndpoint>,
+}
+
+fn host_key(text: &str) -> String {
+    text.trim().trim_end_matches('.').to_lowercase()
+}
+
+impl PluginEndpoints {
+    /// Read every plugin endpoint record.
+    pub async fn read(netbox: &NetBoxClient) -> Result<PluginEndpoints, NetBoxError> {
+        let listed = netbox
+            .list(
+                ENDPOINTS_PATH,
+                &[("fields", "id,domain,ip_address,port".to_string())],
+            )
+            .await?;
+        Ok(PluginEndpoints::from_values(&listed))
+    }
+
+    /// From listed records (`ip_address` nested, its address with a mask).
+    pub fn from_values(listed: &[Value]) -> PluginEndpoints {
+        let records = listed
+            .iter()
+            .filter_map(|r| {
+                Some(PluginEndpoint {
+                    id: r.get("id")?.as_u64()?,
+                    domain: r
+                        .get("domain")
+                        .and_then(Value::as_str)
+                        .filter(|d| !d.trim().is_empty())
+                        .map(host_key),
+                    ip: r
+                        .pointer("/ip_address/address")
+                        .and_then(Value::as_str)
+                        .map(|a| host_key(a.split('/').next().unwrap_or(a))),
+                    port: r.get("port").and_then(Value::as_i64),
+                })
+            })
+            .collect();
+        PluginEndpoints { records }
+    }
+
+    /// The plugin endpoint of host endpoint `name` at `domain`/`ip`:`port`, or why there
+    /// is none.
+    pub fn resolve(
+        &self,
+        name: &str,
+        domain: Option<&str>,
+        ip: &str,
+        port: i64,
+    ) -> Result<u64, String> {
+        if let Some(pk) = plugin_pk(name).and_then(|pk| u64::try_from(pk).ok())
+            && self.records.iter().any(|r| r.id == pk)
+        {
+            return Ok(pk);
+        }
+        let domain = domain.filter(|d| !d.trim().is_empty()).map(host_key);
+        let ip = host_key(ip);
+        let matches: Vec<u64> = self
+            .records
+            .iter()
+            .filter(|r| r.port == Some(port))
+            .filter(|r| match (&domain, &r.domain) {
+                (Some(want), Some(have)) => want == have,
+                _ => r.ip.as_deref() == Some(ip.as_str()),
+            })
+            .map(|r| r.id)
+            .collect();
+        match matches.as_slice() {
+            [one] => Ok(*one),
+            [] => Err(format!(
+                "no netbox-proxbox Proxmox endpoint record matches endpoint '{name}' \
+                 ({}:{port}); add it in the plugin",
+                domain.unwrap_or(ip)
+            )),
+            many => Err(format!(
+                "{} netbox-proxbox Proxmox endpoint records match endpoint '{name}'",
+                many.len()
+            )),
+        }
+    }
+
+    /// The plugin endpoint of a session's endpoint.
+    pub fn of(&self, session: &Session) -> Result<u64, String> {
+        let e = &session.endpoint;
+        self.resolve(&e.name, e.domain.as_deref(), &e.ip_address, i64::from(e.port))
+    }
+}
+
+/// The plugin's node records of plugin endpoint `endpoint`, by node name.
+pub async fn plugin_nodes(
+    netbox: &NetBoxClient,
+    endpoint: u64,
+) -> Result<BTreeMap<String, u64>, NetBoxError> {
+    let listed = netbox
+        .list(
+            NODES_PATH,
+            &[
+                ("endpoint", endpoint.to_string()),
+                ("fields", "id,name".to_string()),
+            ],
+        )
+        .await?;
+    Ok(listed
+        .iter()
+        .filter_map(|n| Some((n.get("name")?.as_str()?.to_string(), n.get("id")?.as_u64()?)))
+        .collect())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn endpoints() -> PluginEndpoints {
+        PluginEndpoints::from_values(&[
+            json!({"id": 3, "domain": "PVE.example.com.", "ip_address": null, "port": 8006}),
+            json!({"id": 5, "domain": null, "ip_address": {"address": "10.0.0.5/24"}, "port": 8006}),
+            json!({"id": 6, "domain": "", "ip_address": {"address": "10.0.0.6/24"}, "port": 8006}),
+            json!({"id": 7, "domain": "", "ip_address": {"address": "10.0.0.6/24"}, "port": 8006}),
+        ])
+    }
+
+    #[test]
+    fn the_pk_in_the_name_wins_when_the_plugin_has_it() {
+        let e = endpoints();
+        assert_eq!(e.resolve("pve (nb:5)", None, "192.0.2.1", 1), Ok(5));
+        // A pk the plugin does not hold falls back to the address.
+        assert_eq!(e.resolve("pve (nb:99)", None, "10.0.0.5", 8006), Ok(5));
+    }
+
+    #[test]
+    fn domain_then_ip_and_port_match() {
+        let e = endpoints();
+        assert_eq!(
+            e.resolve("a", Some("pve.example.com"), "127.0.0.1", 8006),
+            Ok(3)
+        );
+        assert_eq!(e.resolve("b", None, "10.0.0.5", 8006), Ok(5));
+        assert!(e.resolve("c", None, "10.0.0.5", 443).is_err());
+        let ambiguous = e.resolve("d", None, "10.0.0.6", 8006).unwrap_err();
+        assert!(ambiguous.contains("2 netbox-proxbox"), "{ambiguous}");
+        let missing = e.resolve("e", None, "10.9.9.9", 8006).unwrap_err();
+        assert!(missing.contains("add it in the plugin"), "{missing}");
+    }
+}
