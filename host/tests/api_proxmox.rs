@@ -429,3 +429,142 @@ async fn the_sync_jobs_phase_routes_answer_from_proxmox() {
     );
     server.stop().await;
 }
+
+/// The firewall pass's routes: the summary carries the datacenter rules, security groups
+/// with their rules, IP sets with their entries, aliases and options of the cluster
+/// (under the reference's keys and the keys the plugin reads); node rules come per node;
+/// a Proxmox read that fails is a 502, never an empty list the plugin would take for
+/// "everything was deleted".
+#[tokio::test]
+async fn the_firewall_routes_answer_what_proxmox_holds() {
+    let sim = simulator(17, 1, 0, 0).await;
+    let state = sim.state();
+    let cluster = state.cluster_name.clone().expect("cluster");
+    let fw = &state.firewall;
+    let server =
+        TestServer::start_with_key(AppState::new(Store::open_in_memory().expect("store"))).await;
+    let id = register(&server, "pve (nb:4)", &sim, true).await;
+    let scope = format!("source=database&proxmox_endpoint_ids={id}");
+
+    let summary = server
+        .call(
+            Method::GET,
+            &format!("/proxmox/firewall/summary?{scope}"),
+            None,
+        )
+        .await;
+    assert_eq!(summary.status, StatusCode::OK, "{}", summary.text);
+    let entries = summary.json.as_array().expect("a list");
+    assert_eq!(entries.len(), 1, "{}", summary.text);
+    let entry = &entries[0];
+    assert_eq!(entry["cluster_name"], cluster.as_str());
+    assert_eq!(entry["status"], "ok");
+    for (ours, plugins) in [
+        ("datacenter_rules", "rules"),
+        ("datacenter_ipsets", "ip_sets"),
+        ("datacenter_aliases", "aliases"),
+    ] {
+        assert_eq!(entry[ours], entry[plugins], "{ours} and {plugins}");
+    }
+    let rules = entry["rules"].as_array().expect("rules");
+    assert_eq!(rules.len(), fw.rules.len());
+    for (rule, raw) in rules.iter().zip(&fw.rules) {
+        assert_eq!(rule["pos"], raw["pos"]);
+        assert_eq!(rule["type"], raw["type"]);
+        assert_eq!(rule["action"], raw["action"]);
+        assert_eq!(rule["enable"], json!(raw["enable"] == 1));
+        assert_eq!(rule["zone"], "datacenter");
+        assert_eq!(
+            rule["icmp_type"],
+            raw.get("icmp-type").cloned().unwrap_or(Value::Null)
+        );
+    }
+    let groups = entry["security_groups"].as_array().expect("groups");
+    assert_eq!(groups.len(), fw.groups.len());
+    for (group, raw) in groups.iter().zip(&fw.groups) {
+        assert_eq!(group["name"], raw.group.as_str());
+        let rules = group["rules"].as_array().expect("group rules");
+        assert_eq!(rules.len(), raw.rules.len(), "{group}");
+        assert!(rules.iter().all(|r| r["security_group"] == raw.group.as_str()
+            && r["zone"] == "security_group"));
+    }
+    let ipsets = entry["ip_sets"].as_array().expect("ip sets");
+    assert_eq!(ipsets.len(), fw.ipsets.len());
+    for (set, raw) in ipsets.iter().zip(&fw.ipsets) {
+        assert_eq!(set["name"], raw.name.as_str());
+        let cidrs: Vec<&Value> = set["entries"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| &e["cidr"])
+            .collect();
+        let want: Vec<&Value> = raw.entries.iter().map(|e| &e["cidr"]).collect();
+        assert_eq!(cidrs, want);
+    }
+    let aliases = entry["aliases"].as_array().expect("aliases");
+    assert_eq!(aliases.len(), fw.aliases.len());
+    assert!(aliases.iter().all(|a| a["cidr"].is_string()));
+    assert_eq!(entry["options"]["policy_in"], fw.options["policy_in"]);
+    assert_eq!(entry["options"]["enable"], fw.options["enable"]);
+    assert_eq!(
+        entry["datacenter_options"]["enable"],
+        json!(fw.options["enable"] == 1)
+    );
+    assert!(
+        entry["datacenter_options"]["options"]
+            .get("log_ratelimit")
+            .is_none()
+    );
+
+    for node in &state.nodes {
+        let answer = server
+            .call(
+                Method::GET,
+                &format!("/proxmox/firewall/nodes/{}/rules?{scope}", node.name),
+                None,
+            )
+            .await;
+        assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+        let rules = answer.json.as_array().expect("a list");
+        assert_eq!(
+            rules.len(),
+            fw.node_rules[&node.name].len(),
+            "{}",
+            node.name
+        );
+        assert!(
+            rules
+                .iter()
+                .all(|r| r["node"] == node.name.as_str() && r["zone"] == "node")
+        );
+    }
+    let elsewhere = server
+        .call(
+            Method::GET,
+            &format!("/proxmox/firewall/nodes/not-a-node/rules?{scope}"),
+            None,
+        )
+        .await;
+    assert_eq!(elsewhere.status, StatusCode::OK, "{}", elsewhere.text);
+    assert_eq!(elsewhere.json, json!([]));
+
+    sim.faults().inject(Fault::new(
+        "/cluster/firewall/aliases",
+        FaultKind::Status(500, "boom".into()),
+    ));
+    let failed = server
+        .call(
+            Method::GET,
+            &format!("/proxmox/firewall/summary?{scope}"),
+            None,
+        )
+        .await;
+    assert_eq!(failed.status, StatusCode::BAD_GATEWAY, "{}", failed.text);
+    assert!(
+        failed.text.contains("cluster/firewall/aliases"),
+        "{}",
+        failed.text
+    );
+    sim.faults().clear();
+    server.stop().await;
+}

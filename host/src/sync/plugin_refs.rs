@@ -118,7 +118,12 @@ impl PluginEndpoints {
     /// The plugin endpoint of a session's endpoint.
     pub fn of(&self, session: &Session) -> Result<u64, String> {
         let e = &session.endpoint;
-        self.resolve(&e.name, e.domain.as_deref(), &e.ip_address, i64::from(e.port))
+        self.resolve(
+            &e.name,
+            e.domain.as_deref(),
+            &e.ip_address,
+            i64::from(e.port),
+        )
     }
 }
 

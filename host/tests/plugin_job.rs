@@ -1,0 +1,283 @@
+//! The real netbox-proxbox plugin (0.0.29.post6) drives this host end to end: its own
+//! sync job (`netbox proxbox_sync --wait`, sync type `all`, run by NetBox's RQ worker)
+//! against the host in this process and a simulated Proxmox cluster.
+//!
+//! The plugin's records are created through NetBox's REST API as an operator would: the
+//! backend endpoint (with the host's API key), the NetBox endpoint (v2 token) and the
+//! Proxmox endpoint (API token), whose connection targets are then approved. The job
+//! pushes the NetBox and Proxmox endpoints to the host itself.
+//!
+//! 1. First run: the Job ends `completed`, every stage's `result_summary.ok` is true, every
+//!    local phase (cluster/nodes, firewall, CPU models, VM templates) succeeded, and NetBox
+//!    holds the cluster's VMs, the plugin's firewall, replication and backup-routine
+//!    records.
+//! 2. Second run: the Job completes and NetBox's change log records no change.
+//!
+//! Needs the NetBox env of `tests/netbox/netbox.sh` (`NETBOX_ROOT`, `NETBOX_VENV` for the
+//! management command; its RQ worker running); skipped without it, unless
+//! `PROXBOX_REQUIRE_NETBOX=1`.
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::server::{BOOTSTRAP_KEY, TestServer};
+use common::world::{NetBox, estate, mappers, netbox, now_iso, unique};
+use proxbox_host::netbox::NetBoxClient;
+use proxbox_host::server::AppState;
+use proxbox_host::store::Store;
+use proxmox_sim::{SimConfig, Simulator};
+use serde_json::{Value, json};
+
+const ENDPOINTS: &str = "plugins/proxbox/endpoints/";
+
+/// Disable every enabled plugin endpoint record of `kind` (`fastapi`, `netbox`,
+/// `proxmox`): the plugin's job syncs every enabled Proxmox endpoint and uses the first
+/// backend and every NetBox endpoint.
+async fn disable_all(client: &NetBoxClient, kind: &str) {
+    let path = format!("{ENDPOINTS}{kind}/");
+    let enabled = client
+        .list(&path, &[("enabled", "true".into())])
+        .await
+        .expect("endpoint records");
+    let patches: Vec<Value> = enabled
+        .iter()
+        .map(|e| json!({"id": e["id"], "enabled": false}))
+        .collect();
+    if !patches.is_empty() {
+        for result in client.bulk_update(&path, patches).await {
+            result.expect("disable");
+        }
+    }
+}
+
+/// Approve the connection target of plugin endpoint record `kind`/`pk`, as a superuser
+/// does in the plugin's UI.
+async fn approve(client: &NetBoxClient, kind: &str, pk: u64) {
+    let path = format!("{ENDPOINTS}{kind}/{pk}/connection-authority/");
+    let review = client
+        .request(reqwest::Method::GET, &path, &[], None)
+        .await
+        .expect("connection authority");
+    let fingerprint = review["target_fingerprint"].as_str().expect("fingerprint");
+    let approved = client
+        .request(
+            reqwest::Method::PUT,
+            &path,
+            &[],
+            Some(&json!({"target_fingerprint": fingerprint})),
+        )
+        .await
+        .expect("approve");
+    assert_eq!(approved["approved"], true, "{approved}");
+}
+
+/// Run the plugin's management command `proxbox_sync --wait`; returns its exit success
+/// and output.
+async fn proxbox_sync() -> (bool, String) {
+    let root = std::env::var("NETBOX_ROOT").expect("NETBOX_ROOT");
+    let venv = std::env::var("NETBOX_VENV").expect("NETBOX_VENV");
+    let output = tokio::process::Command::new(format!("{venv}/bin/netbox"))
+        .args([
+            "proxbox_sync",
+            "--wait",
+            "--timeout",
+            "1500",
+            "--poll-interval",
+            "1",
+        ])
+        .current_dir(&root)
+        .env("NETBOX_ROOT", &root)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("netbox proxbox_sync");
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// The newest Job the command created.
+async fn last_job(client: &NetBoxClient) -> Value {
+    client
+        .list("core/jobs/", &[("name__ic", "Proxbox Sync".into())])
+        .await
+        .expect("jobs")
+        .into_iter()
+        .max_by_key(|j| j["id"].as_u64())
+        .expect("a sync job")
+}
+
+/// Assert the job completed with every stage and local phase successful.
+fn assert_job_succeeded(job: &Value) {
+    assert_eq!(job["status"]["value"], "completed", "{job:#}");
+    let response = &job["data"]["proxbox_sync"]["response"];
+    let stages = response["stages"].as_array().expect("stages");
+    let ran: BTreeSet<&str> = stages
+        .iter()
+        .filter(|s| s["result_summary"]["skipped"] != true)
+        .filter_map(|s| s["sync_type"].as_str())
+        .collect();
+    for want in [
+        "devices",
+        "storage",
+        "virtual-machines",
+        "vm-disks",
+        "vm-backups",
+        "vm-snapshots",
+        "network-interfaces",
+        "vm-interfaces",
+        "ip-addresses",
+        "replications",
+        "backup-routines",
+    ] {
+        assert!(ran.contains(want), "stage {want} did not run: {stages:#?}");
+    }
+    for stage in stages {
+        assert_eq!(stage["result_summary"]["ok"], true, "{stage:#}");
+    }
+    for phase in response["local_phases"].as_array().expect("local phases") {
+        assert_eq!(phase["status"], "success", "{phase:#}");
+    }
+}
+
+async fn count(client: &NetBoxClient, path: &str, query: &[(&str, String)]) -> usize {
+    client.list(path, query).await.expect(path).len()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn the_plugins_own_sync_job_completes_against_the_host_then_changes_nothing() {
+    let Some(NetBox { client, url, .. }) = netbox() else {
+        return;
+    };
+    let mut estate = estate(79, 10);
+    let cluster = unique("pj");
+    estate.endpoints[0].cluster_name = Some(cluster.clone());
+    let state = estate.endpoints[0].clone();
+    let sim = Simulator::start(estate, 0, SimConfig::default())
+        .await
+        .expect("simulator");
+    let host = TestServer::start_with_key(
+        AppState::builder(Store::open_in_memory().expect("store"))
+            .mappers(mappers())
+            .build(),
+    )
+    .await;
+
+    for kind in ["fastapi", "netbox", "proxmox"] {
+        disable_all(&client, kind).await;
+    }
+    let backend = client
+        .create(
+            &format!("{ENDPOINTS}fastapi/"),
+            json!({
+                "name": unique("host"), "domain": "localhost", "port": host.addr.port(),
+                "use_https": false, "verify_ssl": false, "token": BOOTSTRAP_KEY,
+            }),
+        )
+        .await
+        .expect("backend endpoint record");
+    assert!(backend["id"].is_u64(), "{backend}");
+    let token_v2 = std::env::var("NETBOX_TOKEN_V2").expect("NETBOX_TOKEN_V2");
+    let (key, secret) = token_v2
+        .trim_start_matches("nbt_")
+        .split_once('.')
+        .expect("v2 token");
+    let netbox_record = client
+        .create(
+            &format!("{ENDPOINTS}netbox/"),
+            json!({
+                "name": unique("netbox"), "domain": "localhost",
+                "port": url.port_or_known_default(), "verify_ssl": false,
+                "token_version": "v2", "token_key": key, "token_secret": secret,
+            }),
+        )
+        .await
+        .expect("netbox endpoint record");
+    let token = sim.token();
+    let proxmox_record = client
+        .create(
+            &format!("{ENDPOINTS}proxmox/"),
+            json!({
+                "name": unique("pve"), "domain": "localhost", "port": sim.addr().port(),
+                "mode": "undefined", "username": token.user, "token_name": token.token_id,
+                "token_value": token.secret, "verify_ssl": false, "timeout": 30,
+            }),
+        )
+        .await
+        .expect("proxmox endpoint record");
+    approve(&client, "netbox", netbox_record["id"].as_u64().unwrap()).await;
+    let proxmox_pk = proxmox_record["id"].as_u64().unwrap();
+    approve(&client, "proxmox", proxmox_pk).await;
+
+    // 1. First run.
+    let (ok, output) = proxbox_sync().await;
+    let job = last_job(&client).await;
+    assert!(ok, "proxbox_sync failed:\n{output}\njob: {job:#}");
+    assert_job_succeeded(&job);
+
+    let clusters = client
+        .list("virtualization/clusters/", &[("name", cluster.clone())])
+        .await
+        .expect("clusters");
+    assert_eq!(clusters.len(), 1, "{clusters:#?}");
+    let cluster_id = clusters[0]["id"].as_u64().unwrap().to_string();
+    assert_eq!(
+        count(
+            &client,
+            "virtualization/virtual-machines/",
+            &[("cluster_id", cluster_id.clone())]
+        )
+        .await,
+        state.guests.len()
+    );
+    let by_endpoint = [("endpoint", proxmox_pk.to_string())];
+    assert_eq!(
+        count(
+            &client,
+            "plugins/proxbox/firewall/security-groups/",
+            &by_endpoint
+        )
+        .await,
+        state.firewall.groups.len()
+    );
+    assert_eq!(
+        count(&client, "plugins/proxbox/firewall/aliases/", &by_endpoint).await,
+        state.firewall.aliases.len()
+    );
+    assert_eq!(
+        count(&client, "plugins/proxbox/backup-routines/", &by_endpoint).await,
+        state.backup_jobs.len()
+    );
+    assert_eq!(
+        count(&client, "plugins/proxbox/replications/", &by_endpoint).await,
+        state.replication_jobs.len()
+    );
+
+    // 2. Second run: nothing changes in NetBox.
+    let since = now_iso();
+    let (ok, output) = proxbox_sync().await;
+    let job = last_job(&client).await;
+    assert!(ok, "second proxbox_sync failed:\n{output}\njob: {job:#}");
+    assert_job_succeeded(&job);
+    let changes = client
+        .list("core/object-changes/", &[("time_after", since)])
+        .await
+        .expect("object changes");
+    let summary: Vec<String> = changes
+        .iter()
+        .map(|c| {
+            format!(
+                "{} {} {}",
+                c["action"]["value"], c["changed_object_type"], c["object_repr"]
+            )
+        })
+        .collect();
+    assert!(changes.is_empty(), "{summary:#?}");
+    host.stop().await;
+    sim.shutdown().await;
+}
