@@ -32,8 +32,23 @@ fn counts(frames: &[(String, Value)], phase: &str) -> [u64; 5] {
     ["created", "updated", "deleted", "failed", "skipped"].map(|k| r[k].as_u64().unwrap_or(0))
 }
 
+/// The items of a phase that did not end unchanged, for assertion messages.
+fn notable(frames: &[(String, Value)]) -> Vec<String> {
+    sse::named(frames, "item_progress")
+        .into_iter()
+        .filter(|i| i["operation"] != "unchanged")
+        .map(|i| {
+            format!(
+                "{} {} {} {}",
+                i["item"]["name"], i["operation"], i["status"], i["error"]
+            )
+        })
+        .collect()
+}
+
 /// A plugin Proxmox endpoint record for the world's simulator (disabled, so the plugin's
-/// own jobs leave it alone), and the host endpoint renamed to carry its pk.
+/// own jobs leave it alone), and the host endpoint renamed to carry its pk (and given the
+/// record's address, `localhost`).
 async fn plugin_endpoint(w: &World) -> u64 {
     let created =
         w.nb.client
@@ -41,7 +56,7 @@ async fn plugin_endpoint(w: &World) -> u64 {
                 "plugins/proxbox/endpoints/proxmox/",
                 json!({
                     "name": unique("sim"),
-                    "domain": format!("{}.sim.test", unique("pve")),
+                    "domain": "localhost",
                     "port": w.sim.addr().port(),
                     "mode": "undefined",
                     "enabled": false,
@@ -56,7 +71,7 @@ async fn plugin_endpoint(w: &World) -> u64 {
         .call(
             Method::PUT,
             &format!("/proxmox/endpoints/{}", w.endpoint),
-            Some(json!({ "name": format!("pve (nb:{pk})") })),
+            Some(json!({ "name": format!("pve (nb:{pk})"), "domain": "localhost" })),
         )
         .await;
     assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
@@ -114,14 +129,24 @@ async fn cluster_jobs_become_plugin_records_then_rerun_idle_then_go_stale() {
     };
     let state = w.sim.state();
     let replication_jobs = state.replication_jobs.clone();
-    let backup_jobs = state.backup_jobs.clone();
+    // Backup jobs that select no guest (an empty pool) are skipped: the plugin's record
+    // cannot hold an empty selection.
+    let backup_jobs: Vec<_> = state
+        .backup_jobs
+        .iter()
+        .filter(|job| !common::backup_job_selection(&state, job).is_empty())
+        .cloned()
+        .collect();
+    let idle_jobs = (state.backup_jobs.len() - backup_jobs.len()) as u64;
     assert!(!replication_jobs.is_empty() && !backup_jobs.is_empty());
 
     // 1. No plugin endpoint record for this endpoint: each job fails, saying why.
     let frames = w.stream(REPLICATIONS, "").await;
     assert_eq!(
         counts(&frames, "replications"),
-        [0, 0, 0, replication_jobs.len() as u64, 0]
+        [0, 0, 0, replication_jobs.len() as u64, 0],
+        "{:#?}",
+        notable(&frames)
     );
     let failed = sse::named(&frames, "item_progress");
     assert!(
@@ -145,7 +170,9 @@ async fn cluster_jobs_become_plugin_records_then_rerun_idle_then_go_stale() {
     let frames = w.stream(REPLICATIONS, "").await;
     assert_eq!(
         counts(&frames, "replications"),
-        [replication_jobs.len() as u64, 0, 0, 0, 0]
+        [replication_jobs.len() as u64, 0, 0, 0, 0],
+        "{:#?}",
+        notable(&frames)
     );
     let replications = records(&w, "plugins/proxbox/replications/", pk, "replication_id").await;
     assert_eq!(replications.len(), replication_jobs.len());
@@ -164,7 +191,9 @@ async fn cluster_jobs_become_plugin_records_then_rerun_idle_then_go_stale() {
     let frames = w.stream(ROUTINES, "").await;
     assert_eq!(
         counts(&frames, "backup-routines"),
-        [backup_jobs.len() as u64, 0, 0, 0, 0]
+        [backup_jobs.len() as u64, 0, 0, 0, idle_jobs],
+        "{:#?}",
+        notable(&frames)
     );
     let storages: BTreeMap<String, u64> =
         w.nb.client
@@ -193,11 +222,11 @@ async fn cluster_jobs_become_plugin_records_then_rerun_idle_then_go_stale() {
         assert_eq!(record["enabled"], job["enabled"] == 1);
         let storage = job["storage"].as_str().unwrap();
         assert_eq!(record["storage"]["id"], storages[storage], "{record:#}");
-        let selection: Vec<u64> = job["vmid"]
-            .as_str()
-            .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
-            .unwrap_or_default();
-        assert_eq!(record["selection"], json!(selection));
+        assert_eq!(
+            record["selection"],
+            json!(common::backup_job_selection(&state, job)),
+            "{job:?}"
+        );
         assert_eq!(record["notes_template"], "{{guestname}}");
         assert_eq!(tag_slugs(record), ["proxbox"]);
     }
@@ -228,12 +257,16 @@ async fn cluster_jobs_become_plugin_records_then_rerun_idle_then_go_stale() {
     let frames = w.stream(REPLICATIONS, "").await;
     assert_eq!(
         counts(&frames, "replications"),
-        [0, 0, 0, 0, replication_jobs.len() as u64]
+        [0, 0, 0, 0, replication_jobs.len() as u64],
+        "{:#?}",
+        notable(&frames)
     );
     let frames = w.stream(ROUTINES, "").await;
     assert_eq!(
         counts(&frames, "backup-routines"),
-        [0, 0, 0, 0, backup_jobs.len() as u64]
+        [0, 0, 0, 0, backup_jobs.len() as u64 + idle_jobs],
+        "{:#?}",
+        notable(&frames)
     );
     let after = records(&w, "plugins/proxbox/replications/", pk, "replication_id").await;
     assert_eq!(
@@ -253,10 +286,16 @@ async fn cluster_jobs_become_plugin_records_then_rerun_idle_then_go_stale() {
         .as_str()
         .unwrap()
         .to_string();
+    let rescheduled = (backup_jobs.len() > 1).then(|| backup_jobs[0]["id"].clone());
     w.sim.mutate(|s| {
         s.replication_jobs.pop();
-        s.backup_jobs.pop();
-        if let Some(job) = s.backup_jobs.first_mut() {
+        s.backup_jobs
+            .retain(|job| job["id"] != gone_routine.as_str());
+        if let Some(job) = s
+            .backup_jobs
+            .iter_mut()
+            .find(|job| Some(&job["id"]) == rescheduled.as_ref())
+        {
             job.insert("schedule".into(), json!("sun 04:15"));
         }
     });
@@ -276,13 +315,12 @@ async fn cluster_jobs_become_plugin_records_then_rerun_idle_then_go_stale() {
     }
     let frames = w.stream(ROUTINES, "").await;
     let changed = counts(&frames, "backup-routines");
-    let expected_updates = if backup_jobs.len() > 1 { 2 } else { 1 };
-    assert_eq!(changed[1], expected_updates, "{changed:?}");
+    let expected_updates = if rescheduled.is_some() { 2 } else { 1 };
+    assert_eq!(changed[1], expected_updates, "{:#?}", notable(&frames));
     assert_eq!(changed[0] + changed[2] + changed[3], 0, "{changed:?}");
     let after = records(&w, "plugins/proxbox/backup-routines/", pk, "job_id").await;
     assert_eq!(after[&gone_routine]["status"]["value"], "stale");
-    if backup_jobs.len() > 1 {
-        let first = backup_jobs[0]["id"].as_str().unwrap();
+    if let Some(first) = rescheduled.as_ref().and_then(Value::as_str) {
         assert_eq!(after[first]["schedule"], "sun 04:15");
         assert_eq!(after[first]["status"]["value"], "active");
     }

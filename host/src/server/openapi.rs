@@ -48,6 +48,21 @@ const SYNC_PARAMS: &[&str] = &[
     "overwrite_vm_tags",
 ];
 
+const FULL_UPDATE_PARAMS: &[&str] = &[
+    "proxmox_endpoint_ids",
+    "netbox_vm_ids",
+    "dry_run",
+    "delete_orphans",
+    "delete_nonexistent_backup",
+    "delete_nonexistent_snapshot",
+    "sync_mode_vm",
+    "sync_mode_vm_template",
+    "fetch_max_concurrency",
+    "run_id",
+    "overwrite_vm_tags",
+    "stages",
+];
+
 macro_rules! route {
     ($method:literal, $path:literal, $tag:literal, $summary:literal) => {
         route!($method, $path, $tag, $summary, &[], None, true)
@@ -296,6 +311,24 @@ pub const ROUTES: &[RouteDoc] = &[
     ),
     route!(
         "get",
+        "/proxmox/firewall/summary",
+        "proxmox",
+        "Datacenter firewall of every cluster: rules, security groups, IP sets, aliases, options",
+        SESSION_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/proxmox/firewall/nodes/{node}/rules",
+        "proxmox",
+        "A node's host firewall rules",
+        SESSION_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
         "/proxmox/api2/nodes/{node}/time",
         "proxmox",
         "A node's clock and time zone",
@@ -521,10 +554,28 @@ pub const ROUTES: &[RouteDoc] = &[
     ),
     route!(
         "get",
+        "/proxmox/replication/stream",
+        "sync",
+        "Sync storage replication jobs into the plugin's replication records; SSE progress",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/proxmox/cluster/backup/stream",
+        "sync",
+        "Sync scheduled backup jobs into the plugin's backup routines; SSE progress",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
         "/full-update",
         "sync",
-        "Every stage in order; JSON result",
-        SYNC_PARAMS,
+        "Every stage in order (or those named by stages); JSON result",
+        FULL_UPDATE_PARAMS,
         None,
         true
     ),
@@ -532,8 +583,8 @@ pub const ROUTES: &[RouteDoc] = &[
         "get",
         "/full-update/stream",
         "sync",
-        "Every stage in order; SSE progress",
-        SYNC_PARAMS,
+        "Every stage in order (or those named by stages); SSE progress",
+        FULL_UPDATE_PARAMS,
         None,
         true
     ),

@@ -98,6 +98,55 @@ fn either<'a>(row: &'a Value, keys: &[&str]) -> Option<&'a Value> {
     keys.iter().find_map(|k| row.get(*k))
 }
 
+/// A VMID list (`"100,101"`, a list, or one number).
+fn vmids(value: Option<&Value>) -> Vec<u64> {
+    match value {
+        Some(Value::String(list)) => list
+            .split(',')
+            .filter_map(|v| v.trim().parse().ok())
+            .collect(),
+        Some(Value::Array(items)) => items
+            .iter()
+            .filter_map(|v| v.as_u64().or_else(|| v.as_str()?.trim().parse().ok()))
+            .collect(),
+        Some(Value::Number(n)) => n.as_u64().into_iter().collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// The guests a job backs up, sorted (a job that selects none is skipped: the plugin's
+/// record cannot hold an empty selection): its `vmid` list; else, for `all`, every guest of
+/// the cluster (of its `node`, when set) but the `exclude`d ones; else the members of
+/// its `pool`. (The reference leaves `all` and pool jobs with an empty selection, which
+/// the plugin refuses.)
+fn selection(row: &Value, ctx: &JobContext<'_>) -> Vec<u64> {
+    let listed = vmids(row.get("vmid"));
+    if !listed.is_empty() {
+        return listed;
+    }
+    let node = row.get("node").and_then(Value::as_str);
+    let pool = row.get("pool").and_then(Value::as_str);
+    let all = flag(row, "all").unwrap_or(false);
+    let excluded = vmids(row.get("exclude"));
+    let mut out: Vec<u64> = ctx
+        .guests
+        .iter()
+        .filter(|g| node.is_none_or(|n| g.node.as_deref() == Some(n)))
+        .filter(|g| {
+            if all {
+                true
+            } else {
+                pool.is_some_and(|p| g.raw.get("pool").and_then(Value::as_str) == Some(p))
+            }
+        })
+        .filter_map(|g| g.vmid.map(u64::from))
+        .filter(|v| !excluded.contains(v))
+        .collect();
+    out.sort_unstable();
+    out.dedup();
+    out
+}
+
 /// The plugin record of one backup job.
 fn payload(row: &Value, ctx: &JobContext<'_>) -> Result<Map<String, Value>, Outcome> {
     let id = job_id(row)?;
@@ -125,18 +174,13 @@ fn payload(row: &Value, ctx: &JobContext<'_>) -> Result<Map<String, Value>, Outc
         "storage".into(),
         json!(storage.and_then(|s| ctx.storages.get(s))),
     );
-    let selection: Vec<u64> = match row.get("vmid") {
-        Some(Value::String(list)) => list
-            .split(',')
-            .filter_map(|v| v.trim().parse().ok())
-            .collect(),
-        Some(Value::Array(items)) => items
-            .iter()
-            .filter_map(|v| v.as_u64().or_else(|| v.as_str()?.trim().parse().ok()))
-            .collect(),
-        Some(Value::Number(n)) => n.as_u64().into_iter().collect(),
-        _ => Vec::new(),
-    };
+    let selection = selection(row, ctx);
+    if selection.is_empty() {
+        return Err(Outcome::Skipped(
+            "the job selects no guest now, and the plugin's backup-routine record needs at least one"
+                .into(),
+        ));
+    }
     p.insert("selection".into(), json!(selection));
     let prune = properties(either(row, &["prune-backups", "prune_backups"]));
     for keep in ["last", "daily", "weekly", "monthly", "yearly"] {
@@ -192,6 +236,7 @@ mod tests {
     use std::collections::BTreeMap;
 
     use super::*;
+    use crate::proxmox::models::{ClusterResource, FromValue};
     use crate::sync::backups::Owners;
 
     #[test]
@@ -203,6 +248,7 @@ mod tests {
             endpoint: 3,
             host_endpoint: 2,
             cluster: "lab",
+            guests: &[],
             nodes: &nodes,
             storages: &storages,
             owners: &owners,
@@ -234,22 +280,46 @@ mod tests {
         assert_eq!(p["tags"], json!([9]));
     }
 
+    fn guest(vmid: u32, node: &str, pool: Option<&str>) -> ClusterResource {
+        let mut raw =
+            json!({"id": format!("qemu/{vmid}"), "type": "qemu", "vmid": vmid, "node": node});
+        if let Some(pool) = pool {
+            raw["pool"] = json!(pool);
+        }
+        ClusterResource::from_value(raw).expect("resource")
+    }
+
     #[test]
     fn retention_as_an_object_and_all_guests() {
         let owners = Owners::default();
         let (nodes, storages) = (BTreeMap::new(), BTreeMap::new());
+        let guests = [
+            guest(102, "pve1", Some("prod")),
+            guest(100, "pve1", None),
+            guest(101, "pve2", Some("prod")),
+        ];
         let ctx = JobContext {
             endpoint: 3,
             host_endpoint: 2,
             cluster: "lab",
+            guests: &guests,
             nodes: &nodes,
             storages: &storages,
             owners: &owners,
             tag: None,
         };
-        let row = json!({"id": "b", "all": 1, "prune-backups": {"keep-all": 1}});
+        let row = json!({"id": "b", "all": 1, "exclude": "101", "prune-backups": {"keep-all": 1}});
         let p = payload(&row, &ctx).expect("payload");
-        assert_eq!(p["selection"], json!([]));
+        assert_eq!(p["selection"], json!([100, 102]));
+        let on_node = json!({"id": "n", "all": 1, "node": "pve2"});
+        assert_eq!(payload(&on_node, &ctx).unwrap()["selection"], json!([101]));
+        let pool = json!({"id": "p", "pool": "prod"});
+        assert_eq!(
+            payload(&pool, &ctx).unwrap()["selection"],
+            json!([101, 102])
+        );
+        let nothing = json!({"id": "e", "pool": "empty"});
+        assert!(matches!(payload(&nothing, &ctx), Err(Outcome::Skipped(_))));
         assert_eq!(p["keep_all"], json!(true));
         assert_eq!(p["enabled"], json!(true));
         assert_eq!(p["storage"], Value::Null);

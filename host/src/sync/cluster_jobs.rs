@@ -21,6 +21,7 @@ use crate::events::{ErrorCategory, ErrorDetail, EventSink, Failure};
 use crate::netbox::prerequisites::OWNERSHIP_TAG_SLUG;
 use crate::netbox::reconcile::{Desired, KindSpec, normalise};
 use crate::netbox::{Existing, NetBoxClient, NetBoxError};
+use crate::proxmox::models::ClusterResource;
 
 /// One kind of cluster job.
 pub struct JobKind {
@@ -48,6 +49,8 @@ pub struct JobContext<'a> {
     pub host_endpoint: u64,
     /// The Proxmox cluster name.
     pub cluster: &'a str,
+    /// The cluster's guests (`/cluster/resources`).
+    pub guests: &'a [ClusterResource],
     /// The plugin's node records of the endpoint, by name.
     pub nodes: &'a BTreeMap<String, u64>,
     /// The plugin's storage records of the cluster, by storage id.
@@ -208,6 +211,7 @@ pub async fn stage(
                     endpoint: pk,
                     host_endpoint: u64::try_from(ep.read.session.endpoint.id).unwrap_or(0),
                     cluster,
+                    guests: &ep.read.inventory.guests,
                     nodes: &ep.nodes,
                     storages: &ep.storages,
                     owners: &owners,

@@ -76,7 +76,8 @@ impl PluginEndpoints {
     }
 
     /// The plugin endpoint of host endpoint `name` at `domain`/`ip`:`port`, or why there
-    /// is none.
+    /// is none: the record whose pk the name carries, if it points at the same address;
+    /// else the one record that does.
     pub fn resolve(
         &self,
         name: &str,
@@ -84,32 +85,43 @@ impl PluginEndpoints {
         ip: &str,
         port: i64,
     ) -> Result<u64, String> {
-        if let Some(pk) = plugin_pk(name).and_then(|pk| u64::try_from(pk).ok())
-            && self.records.iter().any(|r| r.id == pk)
-        {
-            return Ok(pk);
-        }
         let domain = domain.filter(|d| !d.trim().is_empty()).map(host_key);
         let ip = host_key(ip);
+        let same_address = |r: &PluginEndpoint| {
+            r.port == Some(port)
+                && match (&domain, &r.domain) {
+                    (Some(want), Some(have)) => want == have,
+                    _ => r.ip.as_deref() == Some(ip.as_str()),
+                }
+        };
+        let address = format!("{}:{port}", domain.as_deref().unwrap_or(&ip));
+        if let Some(pk) = plugin_pk(name).and_then(|pk| u64::try_from(pk).ok()) {
+            return match self.records.iter().find(|r| r.id == pk) {
+                Some(record) if same_address(record) => Ok(pk),
+                Some(_) => Err(format!(
+                    "the netbox-proxbox Proxmox endpoint record {pk} named by endpoint \
+                     '{name}' points at another address than {address}"
+                )),
+                None => Err(format!(
+                    "the netbox-proxbox Proxmox endpoint record {pk} named by endpoint \
+                     '{name}' does not exist"
+                )),
+            };
+        }
         let matches: Vec<u64> = self
             .records
             .iter()
-            .filter(|r| r.port == Some(port))
-            .filter(|r| match (&domain, &r.domain) {
-                (Some(want), Some(have)) => want == have,
-                _ => r.ip.as_deref() == Some(ip.as_str()),
-            })
+            .filter(|r| same_address(r))
             .map(|r| r.id)
             .collect();
         match matches.as_slice() {
             [one] => Ok(*one),
             [] => Err(format!(
                 "no netbox-proxbox Proxmox endpoint record matches endpoint '{name}' \
-                 ({}:{port}); add it in the plugin",
-                domain.unwrap_or(ip)
+                 ({address}); add it in the plugin"
             )),
             many => Err(format!(
-                "{} netbox-proxbox Proxmox endpoint records match endpoint '{name}'",
+                "{} netbox-proxbox Proxmox endpoint records match endpoint '{name}' ({address})",
                 many.len()
             )),
         }
@@ -162,11 +174,17 @@ mod tests {
     }
 
     #[test]
-    fn the_pk_in_the_name_wins_when_the_plugin_has_it() {
+    fn the_pk_in_the_name_is_taken_when_its_record_has_the_same_address() {
         let e = endpoints();
-        assert_eq!(e.resolve("pve (nb:5)", None, "192.0.2.1", 1), Ok(5));
-        // A pk the plugin does not hold falls back to the address.
-        assert_eq!(e.resolve("pve (nb:99)", None, "10.0.0.5", 8006), Ok(5));
+        assert_eq!(e.resolve("pve (nb:6)", None, "10.0.0.6", 8006), Ok(6));
+        let elsewhere = e
+            .resolve("pve (nb:5)", None, "192.0.2.1", 8006)
+            .unwrap_err();
+        assert!(elsewhere.contains("another address"), "{elsewhere}");
+        let gone = e
+            .resolve("pve (nb:99)", None, "10.0.0.5", 8006)
+            .unwrap_err();
+        assert!(gone.contains("does not exist"), "{gone}");
     }
 
     #[test]

@@ -134,6 +134,7 @@ mod tests {
             endpoint: 3,
             host_endpoint: 2,
             cluster: "lab",
+            guests: &[],
             nodes,
             storages,
             owners,

@@ -143,3 +143,29 @@ pub fn mapper_guest(vmid: u32, name: &str) -> proxbox_host::mapper::MapInput {
         raw: vec![],
     })
 }
+
+/// The guests a backup job selects in the simulator's state: its VMID list, every guest
+/// but the excluded ones (`all`), or its pool's members.
+pub fn backup_job_selection(
+    state: &proxmox_sim::EndpointState,
+    job: &proxmox_sim::PveObject,
+) -> Vec<u64> {
+    let list = |key: &str| -> Vec<u64> {
+        job.get(key)
+            .and_then(serde_json::Value::as_str)
+            .map(|l| l.split(',').map(|v| v.parse().unwrap()).collect())
+            .unwrap_or_default()
+    };
+    if job.contains_key("vmid") {
+        return list("vmid");
+    }
+    let excluded = list("exclude");
+    let pool = job.get("pool").and_then(serde_json::Value::as_str);
+    state
+        .guests
+        .values()
+        .filter(|g| job.contains_key("all") || (pool.is_some() && g.pool.as_deref() == pool))
+        .map(|g| u64::from(g.vmid))
+        .filter(|v| !excluded.contains(v))
+        .collect()
+}
