@@ -1,6 +1,7 @@
-//! The replications and backup-routines stages (`/proxmox/replication/stream`,
-//! `/proxmox/cluster/backup/stream`) against the simulator and the real NetBox with the
-//! plugin:
+//! The replications, backup-routines and task-history stages
+//! (`/proxmox/replication/stream`, `/proxmox/cluster/backup/stream`,
+//! `/virtualization/virtual-machines/task-history/create/stream`) against the simulator
+//! and the real NetBox with the plugin. Replications and backup routines:
 //!
 //! 1. Without a plugin endpoint record for the host's endpoint, every job fails with the
 //!    reason, and the stream still completes.
@@ -10,6 +11,9 @@
 //! 3. Re-run: nothing changes. An operator's tag on a record is kept.
 //! 4. A job removed in Proxmox marks its record stale; a changed schedule is updated;
 //!    nothing else is written.
+//!
+//! Task history: every guest task of the node archives becomes a record of its VM, and a
+//! re-run writes nothing.
 //!
 //! Needs the NetBox env of `tests/netbox/netbox.sh` (skipped without it, unless
 //! `PROXBOX_REQUIRE_NETBOX=1`).
@@ -25,6 +29,7 @@ use serde_json::{Value, json};
 
 const REPLICATIONS: &str = "/proxmox/replication/stream";
 const ROUTINES: &str = "/proxmox/cluster/backup/stream";
+const TASK_HISTORY: &str = "/virtualization/virtual-machines/task-history/create/stream";
 
 /// `[created, updated, deleted, failed, skipped]` of a phase.
 fn counts(frames: &[(String, Value)], phase: &str) -> [u64; 5] {
@@ -324,4 +329,85 @@ async fn cluster_jobs_become_plugin_records_then_rerun_idle_then_go_stale() {
         assert_eq!(after[first]["schedule"], "sun 04:15");
         assert_eq!(after[first]["status"]["value"], "active");
     }
+}
+
+/// The task-history stage: each guest task of the node archives becomes a record of its
+/// VM (node tasks are skipped); a re-run writes nothing.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn archived_guest_tasks_become_task_history_then_rerun_idle() {
+    let (estate, _) = estate_with_unique_snapshots(83, 12);
+    let Some(w) = world_with(estate, |b| b).await else {
+        return;
+    };
+    let state = w.sim.state();
+    for stage in [
+        "/dcim/devices/create/stream",
+        "/virtualization/virtual-machines/create/stream",
+    ] {
+        w.stream(stage, "").await;
+    }
+    let vms = vm_ids(&w).await;
+    let guest_tasks: Vec<&proxmox_sim::PveObject> = state
+        .tasks
+        .iter()
+        .filter(|t| t["id"].as_str().is_some_and(|id| !id.is_empty()))
+        .collect();
+    assert!(!guest_tasks.is_empty());
+
+    let frames = w.stream(TASK_HISTORY, "").await;
+    let [created, updated, deleted, failed, _] = counts(&frames, "task-history");
+    // A task already recorded by an earlier run of this test on the same NetBox is
+    // updated to point at this world's VM instead of created.
+    assert_eq!(
+        (created + updated, deleted, failed),
+        (guest_tasks.len() as u64, 0, 0),
+        "{:#?}",
+        notable(&frames)
+    );
+    let ids: std::collections::BTreeSet<String> = vms.values().map(u64::to_string).collect();
+    let mut records = BTreeMap::new();
+    for vm in &ids {
+        for record in
+            w.nb.client
+                .list(
+                    "plugins/proxbox/task-history/",
+                    &[("virtual_machine_id", vm.clone())],
+                )
+                .await
+                .expect("task history")
+        {
+            records.insert(record["upid"].as_str().unwrap().to_string(), record);
+        }
+    }
+    assert_eq!(records.len(), guest_tasks.len());
+    for task in &guest_tasks {
+        let record = &records[task["upid"].as_str().unwrap()];
+        let vmid: u64 = task["id"].as_str().unwrap().parse().unwrap();
+        assert_eq!(record["virtual_machine"]["id"], vms[&vmid], "{record:#}");
+        assert_eq!(record["node"], task["node"]);
+        assert_eq!(record["status"], task["status"]);
+        assert_eq!(record["task_type"], task["type"]);
+        assert_eq!(record["task_state"], "stopped");
+        let prefix = if record["vm_type"] == "lxc" {
+            "CT"
+        } else {
+            "QEMU"
+        };
+        assert!(
+            record["description"]
+                .as_str()
+                .unwrap()
+                .starts_with(&format!("{prefix} {vmid} - ")),
+            "{record:#}"
+        );
+        assert_eq!(tag_slugs(record), ["proxbox"]);
+    }
+
+    let frames = w.stream(TASK_HISTORY, "").await;
+    assert_eq!(
+        counts(&frames, "task-history"),
+        [0, 0, 0, 0, guest_tasks.len() as u64],
+        "{:#?}",
+        notable(&frames)
+    );
 }

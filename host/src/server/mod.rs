@@ -356,6 +356,14 @@ pub fn router(state: AppState) -> Router {
             get(sync::vm_snapshots_stream),
         )
         .route(
+            "/virtualization/virtual-machines/task-history/create",
+            get(sync::task_history_json),
+        )
+        .route(
+            "/virtualization/virtual-machines/task-history/create/stream",
+            get(sync::task_history_stream),
+        )
+        .route(
             "/proxmox/replication/stream",
             get(sync::replications_stream),
         )

@@ -554,6 +554,24 @@ pub const ROUTES: &[RouteDoc] = &[
     ),
     route!(
         "get",
+        "/virtualization/virtual-machines/task-history/create",
+        "sync",
+        "Sync guests' archived tasks into the plugin's task history; JSON result",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/virtualization/virtual-machines/task-history/create/stream",
+        "sync",
+        "Sync guests' archived tasks into the plugin's task history; SSE progress",
+        SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
         "/proxmox/replication/stream",
         "sync",
         "Sync storage replication jobs into the plugin's replication records; SSE progress",

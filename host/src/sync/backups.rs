@@ -541,6 +541,18 @@ impl Owners {
         }
     }
 
+    /// The NetBox VM of guest `vmid` in Proxmox cluster `cluster` read through
+    /// `endpoint`, with its guest type (`qemu`/`lxc`), or why there is none.
+    pub fn owner(&self, endpoint: u64, cluster: &str, vmid: u32) -> Result<(u64, &str), String> {
+        let vm = self.resolve(endpoint, cluster, vmid, None)?;
+        let kind = self
+            .records
+            .iter()
+            .find(|r| r.vm == vm && r.of(endpoint, cluster) && r.vmid == vmid)
+            .map_or("unknown", |r| r.kind.as_str());
+        Ok((vm, kind))
+    }
+
     /// The NetBox VMs of Proxmox cluster `cluster` read through `endpoint`.
     pub fn vms_of(&self, endpoint: u64, cluster: &str) -> BTreeSet<u64> {
         self.records

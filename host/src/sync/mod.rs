@@ -12,6 +12,7 @@
 //! - [`guest_nics`], [`vlans`], [`macs`], [`ip_addresses`]: what the network stages share.
 //! - [`devices`], [`vms`], [`storage`], [`disks`], [`backups`], [`snapshots`],
 //!   [`node_interfaces`], [`vm_interfaces`], [`vm_ips`]: the stages.
+//! - [`task_history`]: guests' archived tasks → the plugin's task-history records.
 //! - [`cluster_jobs`] with [`replications`] and [`backup_routines`]: the stages that copy
 //!   a cluster's scheduled jobs into the plugin's records ([`plugin_refs`] finds the
 //!   plugin's endpoint, node and storage records they point at).
@@ -37,6 +38,7 @@ pub mod report;
 pub mod resolve;
 pub mod snapshots;
 pub mod storage;
+pub mod task_history;
 pub mod vlans;
 pub mod vm_interfaces;
 pub mod vm_ips;
@@ -207,6 +209,8 @@ pub enum StageKind {
     Replications,
     /// Scheduled backup jobs → the plugin's backup-routine records.
     BackupRoutines,
+    /// Guests' archived tasks → the plugin's task-history records.
+    TaskHistory,
 }
 
 impl StageKind {
@@ -224,6 +228,7 @@ impl StageKind {
             StageKind::VmIpAddresses => vm_ips::PHASE,
             StageKind::Replications => replications::PHASE,
             StageKind::BackupRoutines => backup_routines::PHASE,
+            StageKind::TaskHistory => task_history::PHASE,
         }
     }
 
@@ -254,6 +259,7 @@ impl StageKind {
             StageKind::VmIpAddresses => "vm_ip_addresses",
             StageKind::Replications => "replications",
             StageKind::BackupRoutines => "backup_routines",
+            StageKind::TaskHistory => "task_history",
         }
     }
 
@@ -271,6 +277,7 @@ impl StageKind {
             StageKind::VmIpAddresses => vm_ips::stage(run, sink).await,
             StageKind::Replications => replications::stage(run, sink).await,
             StageKind::BackupRoutines => backup_routines::stage(run, sink).await,
+            StageKind::TaskHistory => task_history::stage(run, sink).await,
         }
     }
 }

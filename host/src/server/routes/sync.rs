@@ -207,6 +207,7 @@ stage_routes! {
     vm_ips_stream, vm_ips_json => StageKind::VmIpAddresses;
     replications_stream, replications_json => StageKind::Replications;
     backup_routines_stream, backup_routines_json => StageKind::BackupRoutines;
+    task_history_stream, task_history_json => StageKind::TaskHistory;
 }
 
 /// The events of a full update (contract §4.6).
