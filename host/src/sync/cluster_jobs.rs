@@ -23,6 +23,9 @@ use crate::netbox::reconcile::{Desired, KindSpec, normalise};
 use crate::netbox::{Existing, NetBoxClient, NetBoxError};
 use crate::proxmox::models::ClusterResource;
 
+/// The record of one job, or the outcome reporting it skipped or failed.
+pub type JobRecord = Result<Map<String, Value>, Outcome>;
+
 /// One kind of cluster job.
 pub struct JobKind {
     /// Stage and phase name.
@@ -38,7 +41,7 @@ pub struct JobKind {
     /// Fields of a record the sync owns.
     pub owned: &'static [&'static str],
     /// The record of one job; an `Err` outcome reports the job skipped or failed.
-    pub payload: fn(&Value, &JobContext<'_>) -> Result<Map<String, Value>, Outcome>,
+    pub payload: fn(&Value, &JobContext<'_>) -> JobRecord,
 }
 
 /// What a job's record may point at.
@@ -118,7 +121,7 @@ pub fn number(row: &Value, key: &str) -> Option<u64> {
 /// One job read, and what became of it.
 struct Job {
     item: Item,
-    desired: Result<Map<String, Value>, Outcome>,
+    desired: JobRecord,
 }
 
 /// One endpoint's jobs, and what their records may point at.
