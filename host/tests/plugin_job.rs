@@ -12,6 +12,10 @@
 //!    holds the cluster's VMs, the plugin's firewall, replication and backup-routine
 //!    records.
 //! 2. Second run: the Job completes and NetBox's change log records no change.
+//! 3. A backup's Sync Now button (the plugin's view, through Django's test client in
+//!    `netbox shell`) calls `/sync/individual/backup`: only that backup record changes.
+//! 4. A VM's Sync Now button queues the plugin's targeted job: only that VM (and its
+//!    sync-state record) changes.
 //!
 //! Needs the NetBox env of `tests/netbox/netbox.sh` (`NETBOX_ROOT`, `NETBOX_VENV` for the
 //! management command; its RQ worker running); skipped without it, unless
@@ -99,6 +103,69 @@ async fn proxbox_sync() -> (bool, String) {
         String::from_utf8_lossy(&output.stderr)
     );
     (output.status.success(), text)
+}
+
+/// Run Python in NetBox's shell (`netbox shell -c`); its standard output.
+async fn netbox_shell(code: &str) -> String {
+    let root = std::env::var("NETBOX_ROOT").expect("NETBOX_ROOT");
+    let venv = std::env::var("NETBOX_VENV").expect("NETBOX_VENV");
+    let output = tokio::process::Command::new(format!("{venv}/bin/netbox"))
+        .args(["shell", "-c", code])
+        .current_dir(&root)
+        .env("NETBOX_ROOT", &root)
+        .env("NO_PROXY", "127.0.0.1,localhost")
+        .kill_on_drop(true)
+        .output()
+        .await
+        .expect("netbox shell");
+    assert!(
+        output.status.success(),
+        "netbox shell failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Press an object's "Sync Now" button as the logged-in admin (a POST to its
+/// `proxbox-sync-now` view, through Django's test client); the status and the messages
+/// the page would flash.
+async fn press_sync_now(url: &str) -> Value {
+    let code = format!(
+        "import json\n\
+         from django.test import Client\n\
+         from django.contrib.messages import get_messages\n\
+         from users.models import User\n\
+         c = Client(HTTP_HOST='localhost')\n\
+         c.force_login(User.objects.get(username='admin'))\n\
+         r = c.post('{url}')\n\
+         print('SYNC-NOW ' + json.dumps({{'status': r.status_code, 'messages': \
+         [[m.level_tag, str(m)] for m in get_messages(r.wsgi_request)]}}))\n"
+    );
+    let out = netbox_shell(&code).await;
+    let line = out
+        .lines()
+        .find_map(|l| l.strip_prefix("SYNC-NOW "))
+        .unwrap_or_else(|| panic!("no answer from the Sync Now view: {out}"));
+    serde_json::from_str(line).expect("answer")
+}
+
+/// The NetBox changes since `since`, as `(object type, id)`.
+async fn changed_since(client: &NetBoxClient, since: &str) -> Vec<(String, u64)> {
+    client
+        .list("core/object-changes/", &[("time_after", since.to_string())])
+        .await
+        .expect("object changes")
+        .iter()
+        .map(|c| {
+            (
+                c["changed_object_type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                c["changed_object_id"].as_u64().unwrap_or_default(),
+            )
+        })
+        .collect()
 }
 
 /// The newest Job the command created.
@@ -283,6 +350,126 @@ async fn the_plugins_own_sync_job_completes_against_the_host_then_changes_nothin
         })
         .collect();
     assert!(changes.is_empty(), "{summary:#?}");
+
+    // 3. A backup's Sync Now button: that backup record is updated, nothing else.
+    let vms = client
+        .list(
+            "virtualization/virtual-machines/",
+            &[("cluster_id", cluster_id.clone())],
+        )
+        .await
+        .expect("vms");
+    let mut backup = None;
+    for vm in &vms {
+        let found = client
+            .list(
+                "plugins/proxbox/backups/",
+                &[("virtual_machine", vm["id"].to_string())],
+            )
+            .await
+            .expect("backups");
+        if let Some(first) = found.into_iter().next() {
+            backup = Some(first);
+            break;
+        }
+    }
+    let backup = backup.expect("a synced backup");
+    let volid = backup["volume_id"].as_str().unwrap().to_string();
+    sim.mutate(|s| {
+        for storage in &mut s.storages {
+            for b in &mut storage.backups {
+                if b.volid == volid {
+                    b.notes = Some("noted after the sync".into());
+                }
+            }
+        }
+    });
+    let since = now_iso();
+    let pressed = press_sync_now(&format!(
+        "/plugins/proxbox/backups/{}/proxbox-sync-now/",
+        backup["id"]
+    ))
+    .await;
+    assert_eq!(pressed["status"], 302, "{pressed}");
+    assert_eq!(pressed["messages"][0][0], "success", "{pressed}");
+    let after = client
+        .request(
+            reqwest::Method::GET,
+            &format!("plugins/proxbox/backups/{}/", backup["id"]),
+            &[],
+            None,
+        )
+        .await
+        .expect("backup");
+    assert_eq!(after["notes"], "noted after the sync");
+    assert_eq!(
+        changed_since(&client, &since).await,
+        [(
+            "netbox_proxbox.vmbackup".to_string(),
+            backup["id"].as_u64().unwrap()
+        )]
+    );
+
+    // 4. A VM's Sync Now button (a targeted job): that VM is renamed, nothing else but
+    //    its sync-state record changes.
+    let vm = &vms[0];
+    let vm_id = vm["id"].as_u64().unwrap();
+    let vmid = state
+        .guests
+        .values()
+        .find(|g| g.name() == vm["name"].as_str())
+        .map(|g| g.vmid)
+        .expect("the VM's guest");
+    let renamed = format!("{}-renamed", vm["name"].as_str().unwrap());
+    sim.mutate(|s| s.rename_guest(vmid, &renamed))
+        .expect("rename");
+    let since = now_iso();
+    let pressed = press_sync_now(&format!(
+        "/virtualization/virtual-machines/{vm_id}/proxbox-sync-now/"
+    ))
+    .await;
+    assert_eq!(pressed["status"], 302, "{pressed}");
+    let name = format!("Proxbox Sync: Virtual machine {vm_id}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(600);
+    let job = loop {
+        let job = client
+            .list("core/jobs/", &[("name", name.clone())])
+            .await
+            .expect("jobs")
+            .into_iter()
+            .max_by_key(|j| j["id"].as_u64());
+        if let Some(job) = job
+            && ["completed", "errored", "failed"]
+                .contains(&job["status"]["value"].as_str().unwrap_or(""))
+        {
+            break job;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the VM's sync job did not end"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    };
+    assert_eq!(job["status"]["value"], "completed", "{job:#}");
+    let after = client
+        .request(
+            reqwest::Method::GET,
+            &format!("virtualization/virtual-machines/{vm_id}/"),
+            &[],
+            None,
+        )
+        .await
+        .expect("vm");
+    assert_eq!(after["name"], renamed.as_str());
+    let others: Vec<(String, u64)> = changed_since(&client, &since)
+        .await
+        .into_iter()
+        .filter(|(kind, id)| {
+            let ours = kind == "virtualization.virtualmachine" && *id == vm_id;
+            !(ours || kind.contains("syncstate"))
+        })
+        .collect();
+    assert!(others.is_empty(), "{others:#?}");
     host.stop().await;
     sim.shutdown().await;
 }

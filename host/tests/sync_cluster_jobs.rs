@@ -371,7 +371,7 @@ async fn archived_guest_tasks_become_task_history_then_rerun_idle() {
             w.nb.client
                 .list(
                     "plugins/proxbox/task-history/",
-                    &[("virtual_machine_id", vm.clone())],
+                    &[("virtual_machine", vm.clone())],
                 )
                 .await
                 .expect("task history")

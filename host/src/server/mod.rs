@@ -217,7 +217,7 @@ impl AppStateBuilder {
 
 /// The service's routes.
 pub fn router(state: AppState) -> Router {
-    use routes::{auth as keys, firewall, meta, netbox, proxmox, sync};
+    use routes::{auth as keys, firewall, individual, meta, netbox, proxmox, sync};
     Router::new()
         .route("/", get(meta::root))
         .route("/health", get(meta::health))
@@ -370,6 +370,11 @@ pub fn router(state: AppState) -> Router {
         .route(
             "/proxmox/cluster/backup/stream",
             get(sync::backup_routines_stream),
+        )
+        .route("/sync/individual/vm", get(individual::vm))
+        .route(
+            "/sync/individual/backup",
+            get(individual::backup).post(individual::backup),
         )
         .route("/full-update", get(sync::full_update_json))
         .route("/full-update/stream", get(sync::full_update_stream))

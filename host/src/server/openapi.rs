@@ -63,6 +63,25 @@ const FULL_UPDATE_PARAMS: &[&str] = &[
     "stages",
 ];
 
+const INDIVIDUAL_VM_PARAMS: &[&str] = &[
+    "cluster_name",
+    "node",
+    "type",
+    "vmid",
+    "dry_run",
+    "proxmox_endpoint_ids",
+];
+
+const INDIVIDUAL_BACKUP_PARAMS: &[&str] = &[
+    "cluster_name",
+    "node",
+    "storage",
+    "vmid",
+    "volid",
+    "dry_run",
+    "proxmox_endpoint_ids",
+];
+
 macro_rules! route {
     ($method:literal, $path:literal, $tag:literal, $summary:literal) => {
         route!($method, $path, $tag, $summary, &[], None, true)
@@ -585,6 +604,33 @@ pub const ROUTES: &[RouteDoc] = &[
         "sync",
         "Sync scheduled backup jobs into the plugin's backup routines; SSE progress",
         SYNC_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/sync/individual/vm",
+        "sync",
+        "Sync one guest's VM (cluster_name, node, type, vmid)",
+        INDIVIDUAL_VM_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/sync/individual/backup",
+        "sync",
+        "Sync one backup record (cluster_name, node, storage, vmid, volid)",
+        INDIVIDUAL_BACKUP_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "post",
+        "/sync/individual/backup",
+        "sync",
+        "Sync one backup record (cluster_name, node, storage, vmid, volid)",
+        INDIVIDUAL_BACKUP_PARAMS,
         None,
         true
     ),

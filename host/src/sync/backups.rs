@@ -73,6 +73,10 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
     let owners = Owners::read(run)
         .await
         .map_err(|e| netbox_failure(sink, PHASE, e))?;
+    let mut reads = reads;
+    if let Some(only) = &run.options.only_guest {
+        reads.retain(|r| only.in_cluster(&r.inventory.name) || only.in_cluster(&r.session.name));
+    }
     let endpoints = join_all(reads.iter().map(read_endpoint)).await;
     let wanted = wanted_vms(run);
     let dry_run = run.options.dry_run;
@@ -83,6 +87,14 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
     let mut input_of = Vec::new();
     for (ep, read) in endpoints.iter().enumerate() {
         for backup in &read.backups {
+            if let Some(only) = &run.options.only_guest
+                && only
+                    .volid
+                    .as_ref()
+                    .is_some_and(|volid| backup.entry.volid != *volid)
+            {
+                continue;
+            }
             let input = normalize::backup(&backup.entry.raw);
             let (vmid, subtype) = match &input {
                 Ok(input) => (input.vmid, input.subtype.clone()),

@@ -11,7 +11,7 @@ use super::mapping::{self, map_batch};
 use super::report::{Item, Outcome, Phase};
 use super::resolve::{default_site, ensure_sites, ensure_tags, ids_by};
 use super::{EndpointRead, StageSummary, SyncRun, custom_fields, read_inventories};
-use crate::events::{EventSink, Failure};
+use crate::events::{ErrorCategory, ErrorDetail, EventSink, Failure};
 use crate::mapper::v1::{DesiredCluster, DesiredDevice};
 use crate::mapper::{Kind, MapInput, MapOutput};
 use crate::netbox::Listed;
@@ -46,7 +46,25 @@ pub struct Topology {
 /// Run the stage with its events.
 pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Failure> {
     let reads = read_inventories(run, sink, PHASE).await;
-    let (_, summary) = reconcile(run, &reads, Some(sink)).await?;
+    let (topology, summary) = reconcile(run, &reads, Some(sink)).await?;
+    if !run.options.dry_run && run.netbox_status.has_proxbox_plugin() {
+        let links: Vec<(&crate::server::sessions::Session, u64)> = reads
+            .iter()
+            .filter_map(|r| {
+                let cluster = topology.clusters.get(&r.inventory.name)?.id?;
+                Some((r.session, cluster))
+            })
+            .collect();
+        if let Err(e) = super::plugin_refs::link_clusters(&run.netbox, &links).await {
+            let mut detail = ErrorDetail::new(
+                ErrorCategory::Internal,
+                "Cannot link the plugin's cluster records to their NetBox clusters",
+            );
+            detail.phase = Some(PHASE.to_string());
+            detail.detail = Some(e.to_string());
+            sink.emit(detail);
+        }
+    }
     Ok(summary)
 }
 

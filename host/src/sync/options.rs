@@ -76,6 +76,28 @@ pub struct SyncOptions {
     pub sync_vm_interface_macs: bool,
     /// Warnings about the options themselves (reported in the stream).
     pub warnings: Vec<String>,
+    /// One guest (and, for backups, one volume) only: set by `/sync/individual/*`.
+    pub only_guest: Option<OnlyGuest>,
+}
+
+/// The one object an individual sync narrows a stage to.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct OnlyGuest {
+    /// Proxmox cluster name (a standalone node's name), compared case-insensitively.
+    pub cluster: String,
+    /// VMID.
+    pub vmid: u32,
+    /// `qemu` or `lxc`; `None`: either.
+    pub kind: Option<String>,
+    /// One backup volume (the backups stage).
+    pub volid: Option<String>,
+}
+
+impl OnlyGuest {
+    /// Whether a session named `name` is the one of the cluster.
+    pub fn in_cluster(&self, name: &str) -> bool {
+        self.cluster.eq_ignore_ascii_case(name)
+    }
 }
 
 /// Default Proxmox reads in flight per endpoint.
@@ -129,6 +151,7 @@ impl SyncOptions {
                 .filter(|p| p == "ipv4" || p == "ipv6"),
             sync_vm_interface_macs: query.bool("sync_vm_interface_macs")?.unwrap_or(true),
             warnings,
+            only_guest: None,
         })
     }
 }

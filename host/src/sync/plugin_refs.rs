@@ -21,6 +21,9 @@ pub const ENDPOINTS_PATH: &str = "plugins/proxbox/endpoints/proxmox/";
 /// The plugin's node records.
 pub const NODES_PATH: &str = "plugins/proxbox/proxmox-nodes/";
 
+/// The plugin's cluster records.
+pub const CLUSTERS_PATH: &str = "plugins/proxbox/proxmox-clusters/";
+
 /// One plugin endpoint record, as far as matching needs.
 #[derive(Clone, Debug, PartialEq)]
 struct PluginEndpoint {
@@ -137,6 +140,50 @@ impl PluginEndpoints {
             i64::from(e.port),
         )
     }
+}
+
+/// Point the plugin's cluster record of each endpoint (`proxmox-clusters`, written by the
+/// plugin's own cluster pass) at its NetBox cluster, `(session, NetBox cluster id)`: the
+/// plugin's Sync Now buttons find an object's Proxmox endpoint through that link, and
+/// netbox-proxbox 0.0.29 sets it nowhere itself. Records already linked are left alone;
+/// an endpoint the plugin does not know is skipped. Returns the records changed.
+pub async fn link_clusters(
+    netbox: &NetBoxClient,
+    links: &[(&Session, u64)],
+) -> Result<usize, NetBoxError> {
+    let endpoints = PluginEndpoints::read(netbox).await?;
+    let mut patches = Vec::new();
+    for (session, cluster) in links {
+        let Ok(endpoint) = endpoints.of(session) else {
+            continue;
+        };
+        let records = netbox
+            .list(
+                CLUSTERS_PATH,
+                &[
+                    ("endpoint", endpoint.to_string()),
+                    ("fields", "id,name,netbox_cluster".to_string()),
+                ],
+            )
+            .await?;
+        for record in records {
+            let named = record
+                .get("name")
+                .and_then(Value::as_str)
+                .is_some_and(|n| n.eq_ignore_ascii_case(&session.name));
+            let linked = record.pointer("/netbox_cluster/id").and_then(Value::as_u64);
+            if named && linked != Some(*cluster) {
+                patches.push(serde_json::json!({"id": record["id"], "netbox_cluster": cluster}));
+            }
+        }
+    }
+    let count = patches.len();
+    if count > 0 {
+        for result in netbox.bulk_update(CLUSTERS_PATH, patches).await {
+            result?;
+        }
+    }
+    Ok(count)
 }
 
 /// The plugin's node records of plugin endpoint `endpoint`, by node name.

@@ -149,13 +149,14 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
     }
     tracing::debug!(skipped, "task rows of no NetBox VM");
 
-    let vm_ids: BTreeSet<String> = found
-        .values()
-        .filter_map(|t| t.desired.as_ref().ok())
-        .filter_map(|p| p.get("virtual_machine").and_then(Value::as_u64))
-        .map(|id| id.to_string())
+    // By UPID, not by VM: a UPID is unique across the plugin's records, whichever VM
+    // holds it now.
+    let upids: BTreeSet<String> = found
+        .iter()
+        .filter(|(_, t)| t.desired.is_ok())
+        .map(|(upid, _)| upid.clone())
         .collect();
-    let existing = list_by(netbox, TASK_PATH, "virtual_machine_id", &vm_ids, &[])
+    let existing = list_by(netbox, TASK_PATH, "upid", &upids, &[])
         .await
         .map_err(|e| netbox_failure(sink, PHASE, e))?;
 

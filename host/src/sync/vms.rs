@@ -120,6 +120,28 @@ pub async fn read_guests<'a>(
     out
 }
 
+/// The identities of guest `only` on the endpoints of `reads`.
+fn only_identities(
+    reads: &[EndpointRead<'_>],
+    only: &crate::sync::options::OnlyGuest,
+) -> BTreeSet<VmIdentity> {
+    let kinds: Vec<&str> = match &only.kind {
+        Some(kind) => vec![kind.as_str()],
+        None => vec!["qemu", "lxc"],
+    };
+    reads
+        .iter()
+        .flat_map(|r| {
+            let endpoint = u64::try_from(r.session.endpoint.id).unwrap_or_default();
+            kinds.iter().map(move |kind| VmIdentity {
+                endpoint,
+                vmid: only.vmid,
+                kind: (*kind).to_string(),
+            })
+        })
+        .collect()
+}
+
 /// Identities of the NetBox VMs `ids` (for `netbox_vm_ids`).
 pub async fn identities_of(
     run: &SyncRun,
@@ -134,11 +156,15 @@ pub async fn identities_of(
 
 /// Run the stage with its events.
 pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Failure> {
-    let reads = read_inventories(run, sink, PHASE).await;
+    let mut reads = read_inventories(run, sink, PHASE).await;
+    if let Some(only) = &run.options.only_guest {
+        reads.retain(|r| only.in_cluster(&r.inventory.name) || only.in_cluster(&r.session.name));
+    }
     let (topology, _) = devices::reconcile(run, &reads, None).await?;
-    let wanted = match &run.options.netbox_vm_ids {
-        Some(ids) => Some(identities_of(run, ids).await?),
-        None => None,
+    let wanted = match (&run.options.netbox_vm_ids, &run.options.only_guest) {
+        (_, Some(only)) => Some(only_identities(&reads, only)),
+        (Some(ids), None) => Some(identities_of(run, ids).await?),
+        (None, None) => None,
     };
     let guests = read_guests(run, &reads, wanted.as_ref()).await;
     let result = reconcile(run, &reads, &guests, &topology, sink).await?;

@@ -2,6 +2,7 @@
 
 pub mod auth;
 pub mod firewall;
+pub mod individual;
 pub mod meta;
 pub mod netbox;
 pub mod proxmox;

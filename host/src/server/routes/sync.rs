@@ -27,7 +27,15 @@ pub async fn prepare(
     query: &QueryParams,
     kind: &str,
 ) -> ApiResult<(SyncRun, RunGuard)> {
-    let options = SyncOptions::from_query(query)?;
+    prepare_options(state, SyncOptions::from_query(query)?, kind).await
+}
+
+/// Prepare a run with `options` and claim its endpoints (a busy endpoint is a 409).
+pub async fn prepare_options(
+    state: &AppState,
+    options: SyncOptions,
+    kind: &str,
+) -> ApiResult<(SyncRun, RunGuard)> {
     let run = SyncRun::prepare(state, options).await?;
     let guard = state
         .runs()
