@@ -1,4 +1,4 @@
-//! `/sync/individual/vm` and `/sync/individual/backup` against the simulator and the real
+//! `/sync/individual/vm`, `/backup` and `/snapshot` against the simulator and the real
 //! NetBox with the plugin: one object synced on demand, with the parameters the plugin
 //! sends, writing exactly that object.
 //!
@@ -208,4 +208,74 @@ async fn one_vm_and_one_backup_are_synced_on_demand_and_nothing_else() {
         )
         .await;
     assert_eq!(gone.status, StatusCode::NOT_FOUND, "{}", gone.text);
+
+    // A snapshot taken in Proxmox since: its record created, nothing else written.
+    let name = format!("ondemand-{}", common::world::unique("s"));
+    w.sim
+        .mutate(|s| {
+            s.add_snapshot(
+                guest.vmid,
+                proxmox_sim::Snapshot {
+                    name: name.clone(),
+                    description: "taken after the sync".into(),
+                    snaptime: proxmox_sim::BASE_TIME + 60,
+                    parent: None,
+                    vmstate: false,
+                },
+            )
+        })
+        .expect("snapshot");
+    let snapshot_query = |snapshot: &str| {
+        call(
+            "/sync/individual/snapshot",
+            vec![
+                ("cluster_name", w.cluster.clone()),
+                ("node", guest.node.clone()),
+                ("type", kind.to_string()),
+                ("vmid", guest.vmid.to_string()),
+                ("snapshot_name", snapshot.to_string()),
+            ],
+        )
+    };
+    let since = now_iso();
+    let answer = w
+        .server
+        .call(Method::GET, &snapshot_query(&name), None)
+        .await;
+    assert_eq!(answer.status, StatusCode::OK, "{}", answer.text);
+    assert_eq!(answer.json["object_type"], "snapshot");
+    assert_eq!(answer.json["action"], "created", "{}", answer.text);
+    assert_eq!(answer.json["netbox_object"]["name"], name.as_str());
+    let snapshot_id = answer.json["netbox_object"]["id"].as_u64().expect("id");
+    let touched: Vec<(String, u64, String)> = w
+        .changes_since(&since)
+        .await
+        .iter()
+        .map(|c| {
+            (
+                c["changed_object_type"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+                c["changed_object_id"].as_u64().unwrap_or_default(),
+                c["action"]["value"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_string(),
+            )
+        })
+        .collect();
+    assert_eq!(
+        touched,
+        [(
+            "netbox_proxbox.vmsnapshot".to_string(),
+            snapshot_id,
+            "create".to_string()
+        )]
+    );
+    let unknown = w
+        .server
+        .call(Method::GET, &snapshot_query("never-taken"), None)
+        .await;
+    assert_eq!(unknown.status, StatusCode::NOT_FOUND, "{}", unknown.text);
 }

@@ -373,6 +373,10 @@ pub fn router(state: AppState) -> Router {
         )
         .route("/sync/individual/vm", get(individual::vm))
         .route(
+            "/sync/individual/snapshot",
+            get(individual::snapshot).post(individual::snapshot),
+        )
+        .route(
             "/sync/individual/backup",
             get(individual::backup).post(individual::backup),
         )

@@ -72,6 +72,16 @@ const INDIVIDUAL_VM_PARAMS: &[&str] = &[
     "proxmox_endpoint_ids",
 ];
 
+const INDIVIDUAL_SNAPSHOT_PARAMS: &[&str] = &[
+    "cluster_name",
+    "node",
+    "type",
+    "vmid",
+    "snapshot_name",
+    "dry_run",
+    "proxmox_endpoint_ids",
+];
+
 const INDIVIDUAL_BACKUP_PARAMS: &[&str] = &[
     "cluster_name",
     "node",
@@ -613,6 +623,24 @@ pub const ROUTES: &[RouteDoc] = &[
         "sync",
         "Sync one guest's VM (cluster_name, node, type, vmid)",
         INDIVIDUAL_VM_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "get",
+        "/sync/individual/snapshot",
+        "sync",
+        "Sync one snapshot record (cluster_name, node, type, vmid, snapshot_name)",
+        INDIVIDUAL_SNAPSHOT_PARAMS,
+        None,
+        true
+    ),
+    route!(
+        "post",
+        "/sync/individual/snapshot",
+        "sync",
+        "Sync one snapshot record (cluster_name, node, type, vmid, snapshot_name)",
+        INDIVIDUAL_SNAPSHOT_PARAMS,
         None,
         true
     ),

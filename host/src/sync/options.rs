@@ -91,9 +91,16 @@ pub struct OnlyGuest {
     pub kind: Option<String>,
     /// One backup volume (the backups stage).
     pub volid: Option<String>,
+    /// One snapshot, by name (the snapshots stage).
+    pub snapshot: Option<String>,
 }
 
 impl OnlyGuest {
+    /// Whether guest `vmid` of type `kind` (`qemu`/`lxc`) is the one.
+    pub fn is_guest(&self, vmid: Option<u32>, kind: &str) -> bool {
+        vmid == Some(self.vmid) && self.kind.as_deref().is_none_or(|k| k == kind)
+    }
+
     /// Whether a session named `name` is the one of the cluster.
     pub fn in_cluster(&self, name: &str) -> bool {
         self.cluster.eq_ignore_ascii_case(name)

@@ -59,7 +59,10 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
     if let Some(failure) = missing_plugin(run, sink, PHASE) {
         return Err(failure);
     }
-    let reads = read_inventories(run, sink, PHASE).await;
+    let mut reads = read_inventories(run, sink, PHASE).await;
+    if let Some(only) = &run.options.only_guest {
+        reads.retain(|r| only.in_cluster(&r.inventory.name) || only.in_cluster(&r.session.name));
+    }
     let owners = Owners::read(run)
         .await
         .map_err(|e| netbox_failure(sink, PHASE, e))?;
@@ -89,6 +92,14 @@ pub async fn stage(run: &SyncRun, sink: &EventSink) -> Result<StageSummary, Fail
             GuestKind::Lxc => GuestType::Lxc,
         };
         for snapshot in snapshots {
+            if let Some(only) = &run.options.only_guest
+                && only
+                    .snapshot
+                    .as_ref()
+                    .is_some_and(|name| snapshot.name != *name)
+            {
+                continue;
+            }
             let desired = match normalize::snapshot(&snapshot.raw, guest.vmid(), guest_type, &node)
             {
                 Ok(input) => {
@@ -321,6 +332,11 @@ async fn read_endpoint<'a>(
             continue;
         }
         let kind = resource.guest_kind().unwrap_or(GuestKind::Qemu);
+        if let Some(only) = &run.options.only_guest
+            && !only.is_guest(resource.vmid, kind.path())
+        {
+            continue;
+        }
         let vm = owners.resolve(
             endpoint,
             &read.inventory.name,

@@ -1,4 +1,4 @@
-//! `/sync/individual/{vm,backup}` (contract §3.7): one object synced on demand — what the
+//! `/sync/individual/{vm,backup,snapshot}` (contract §3.7): one object synced on demand — what the
 //! plugin's Sync Now buttons and selected-objects jobs call. Each runs the same stage
 //! pipeline as the streams (mapper, reconcile, ownership), narrowed to the one object,
 //! and answers one JSON object in the reference's shape: `object_type`, `action`
@@ -170,6 +170,7 @@ pub async fn vm(State(state): State<AppState>, query: QueryParams) -> ApiResult<
         vmid,
         kind: Some(kind.clone()),
         volid: None,
+        snapshot: None,
     });
     let resource = json!({"cluster_name": cluster, "node": node, "type": kind, "vmid": vmid});
     let (outcome, netbox) = run_one(&state, options, StageKind::VirtualMachines, "vm").await?;
@@ -207,6 +208,7 @@ pub async fn backup(State(state): State<AppState>, query: QueryParams) -> ApiRes
         vmid,
         kind,
         volid,
+        snapshot: None,
     };
     let resource = json!({
         "cluster_name": cluster, "node": node, "storage": storage, "vmid": vmid, "volid": volid
@@ -233,4 +235,60 @@ pub async fn backup(State(state): State<AppState>, query: QueryParams) -> ApiRes
     };
     let object = netbox_object(&netbox, "plugins/proxbox/backups/", outcome.netbox_id).await;
     Ok(answer("backup", &outcome, resource, object, dry_run))
+}
+
+/// `GET /sync/individual/snapshot?cluster_name&node&type&vmid&snapshot_name[&dry_run]`:
+/// one snapshot record (its VM synced first when NetBox does not hold it).
+pub async fn snapshot(State(state): State<AppState>, query: QueryParams) -> ApiResult<Response> {
+    let cluster = required(&query, "cluster_name")?.to_string();
+    let node = required(&query, "node")?.to_string();
+    let kind = required(&query, "type")?.to_ascii_lowercase();
+    if kind != "qemu" && kind != "lxc" {
+        return Err(ApiError::invalid(
+            "enum",
+            json!(["query", "type"]),
+            "Input should be 'qemu' or 'lxc'",
+        ));
+    }
+    let vmid = vmid(&query)?;
+    let name = required(&query, "snapshot_name")?.to_string();
+    let options = SyncOptions::from_query(&query)?;
+    let dry_run = options.dry_run;
+    let only = |snapshot: Option<String>| OnlyGuest {
+        cluster: cluster.clone(),
+        vmid,
+        kind: Some(kind.clone()),
+        volid: None,
+        snapshot,
+    };
+    let resource = json!({
+        "cluster_name": cluster, "node": node, "type": kind, "vmid": vmid, "snapshot_name": name
+    });
+    let mut snapshot_options = options.clone();
+    snapshot_options.only_guest = Some(only(Some(name.clone())));
+    let (mut outcome, netbox) = run_one(
+        &state,
+        snapshot_options.clone(),
+        StageKind::Snapshots,
+        "snapshot",
+    )
+    .await?;
+    if !dry_run && outcome.as_ref().is_none_or(|o| o.action == "error") {
+        // Its VM may be missing from NetBox: sync it, then the snapshot again.
+        let mut vm_options = options;
+        vm_options.only_guest = Some(only(None));
+        let (vm, _) = run_one(&state, vm_options, StageKind::VirtualMachines, "vm").await?;
+        if vm.is_some_and(|vm| vm.action != "error") {
+            outcome = run_one(&state, snapshot_options, StageKind::Snapshots, "snapshot")
+                .await?
+                .0;
+        }
+    }
+    let Some(outcome) = outcome else {
+        return Err(not_found(format!(
+            "Snapshot '{name}' of guest {kind}/{vmid} was not found in cluster '{cluster}'"
+        )));
+    };
+    let object = netbox_object(&netbox, "plugins/proxbox/snapshots/", outcome.netbox_id).await;
+    Ok(answer("snapshot", &outcome, resource, object, dry_run))
 }
