@@ -76,27 +76,34 @@ async fn approve(client: &NetBoxClient, kind: &str, pk: u64) {
     assert_eq!(approved["approved"], true, "{approved}");
 }
 
-/// Run the plugin's management command `proxbox_sync --wait`; returns its exit success
-/// and output.
-async fn proxbox_sync() -> (bool, String) {
+/// Run NetBox's command line (`netbox <args>`) in its root, as the test instance's
+/// configuration expects.
+async fn netbox_cli(args: &[&str]) -> std::process::Output {
     let root = std::env::var("NETBOX_ROOT").expect("NETBOX_ROOT");
     let venv = std::env::var("NETBOX_VENV").expect("NETBOX_VENV");
-    let output = tokio::process::Command::new(format!("{venv}/bin/netbox"))
-        .args([
-            "proxbox_sync",
-            "--wait",
-            "--timeout",
-            "1500",
-            "--poll-interval",
-            "1",
-        ])
+    tokio::process::Command::new(format!("{venv}/bin/netbox"))
+        .args(args)
         .current_dir(&root)
         .env("NETBOX_ROOT", &root)
         .env("NO_PROXY", "127.0.0.1,localhost")
         .kill_on_drop(true)
         .output()
         .await
-        .expect("netbox proxbox_sync");
+        .expect("netbox command line")
+}
+
+/// Run the plugin's management command `proxbox_sync --wait`; returns its exit success
+/// and output.
+async fn proxbox_sync() -> (bool, String) {
+    let output = netbox_cli(&[
+        "proxbox_sync",
+        "--wait",
+        "--timeout",
+        "1500",
+        "--poll-interval",
+        "1",
+    ])
+    .await;
     let text = format!(
         "{}{}",
         String::from_utf8_lossy(&output.stdout),
@@ -107,17 +114,7 @@ async fn proxbox_sync() -> (bool, String) {
 
 /// Run Python in NetBox's shell (`netbox shell -c`); its standard output.
 async fn netbox_shell(code: &str) -> String {
-    let root = std::env::var("NETBOX_ROOT").expect("NETBOX_ROOT");
-    let venv = std::env::var("NETBOX_VENV").expect("NETBOX_VENV");
-    let output = tokio::process::Command::new(format!("{venv}/bin/netbox"))
-        .args(["shell", "-c", code])
-        .current_dir(&root)
-        .env("NETBOX_ROOT", &root)
-        .env("NO_PROXY", "127.0.0.1,localhost")
-        .kill_on_drop(true)
-        .output()
-        .await
-        .expect("netbox shell");
+    let output = netbox_cli(&["shell", "-c", code]).await;
     assert!(
         output.status.success(),
         "netbox shell failed: {}",
