@@ -50,6 +50,20 @@ fn vmid(query: &QueryParams) -> ApiResult<u32> {
         })
 }
 
+/// `type`: `qemu` or `lxc` (any case), else FastAPI's 422.
+fn guest_type(query: &QueryParams) -> ApiResult<String> {
+    let kind = required(query, "type")?.to_ascii_lowercase();
+    if kind == "qemu" || kind == "lxc" {
+        Ok(kind)
+    } else {
+        Err(ApiError::invalid(
+            "enum",
+            json!(["query", "type"]),
+            "Input should be 'qemu' or 'lxc'",
+        ))
+    }
+}
+
 /// What happened to the one object of a narrowed stage.
 struct Outcome {
     action: &'static str,
@@ -112,6 +126,25 @@ async fn run_one(
     Ok((outcome, netbox))
 }
 
+/// Sync the guest `vm` names (its VM may be missing from NetBox), then run the child
+/// `kind` narrowed by `child` again; the child's new outcome, or `None` when the VM
+/// could not be synced.
+async fn child_after_vm(
+    state: &AppState,
+    mut vm: SyncOptions,
+    vm_only: OnlyGuest,
+    child: SyncOptions,
+    kind: StageKind,
+    item_type: &str,
+) -> ApiResult<Option<Option<Outcome>>> {
+    vm.only_guest = Some(vm_only);
+    let (synced, _) = run_one(state, vm, StageKind::VirtualMachines, "vm").await?;
+    if synced.is_none_or(|vm| vm.action == "error") {
+        return Ok(None);
+    }
+    Ok(Some(run_one(state, child, kind, item_type).await?.0))
+}
+
 /// The NetBox object `path{id}/`, or `null`.
 async fn netbox_object(netbox: &NetBoxClient, path: &str, id: Option<u64>) -> Value {
     let Some(id) = id else {
@@ -154,14 +187,7 @@ fn not_found(what: String) -> ApiError {
 pub async fn vm(State(state): State<AppState>, query: QueryParams) -> ApiResult<Response> {
     let cluster = required(&query, "cluster_name")?.to_string();
     let node = required(&query, "node")?.to_string();
-    let kind = required(&query, "type")?.to_ascii_lowercase();
-    if kind != "qemu" && kind != "lxc" {
-        return Err(ApiError::invalid(
-            "enum",
-            json!(["query", "type"]),
-            "Input should be 'qemu' or 'lxc'",
-        ));
-    }
+    let kind = guest_type(&query)?;
     let vmid = vmid(&query)?;
     let mut options = SyncOptions::from_query(&query)?;
     let dry_run = options.dry_run;
@@ -215,18 +241,22 @@ pub async fn backup(State(state): State<AppState>, query: QueryParams) -> ApiRes
     });
     let mut backup_options = options.clone();
     backup_options.only_guest = Some(only(Some(volid.clone()), None));
+    // A failure may be its VM missing from NetBox: then the VM first, the backup again.
     let (mut outcome, netbox) =
         run_one(&state, backup_options.clone(), StageKind::Backups, "backup").await?;
-    if !dry_run && outcome.as_ref().is_some_and(|o| o.action == "error") {
-        // Its VM may be missing from NetBox: sync it, then the backup again.
-        let mut vm_options = options;
-        vm_options.only_guest = Some(only(None, Some(kind.to_string())));
-        let (vm, _) = run_one(&state, vm_options, StageKind::VirtualMachines, "vm").await?;
-        if vm.is_some_and(|vm| vm.action != "error") {
-            outcome = run_one(&state, backup_options, StageKind::Backups, "backup")
-                .await?
-                .0;
-        }
+    if !dry_run
+        && outcome.as_ref().is_some_and(|o| o.action == "error")
+        && let Some(again) = child_after_vm(
+            &state,
+            options,
+            only(None, Some(kind.to_string())),
+            backup_options,
+            StageKind::Backups,
+            "backup",
+        )
+        .await?
+    {
+        outcome = again;
     }
     let Some(outcome) = outcome else {
         return Err(not_found(format!(
@@ -242,14 +272,7 @@ pub async fn backup(State(state): State<AppState>, query: QueryParams) -> ApiRes
 pub async fn snapshot(State(state): State<AppState>, query: QueryParams) -> ApiResult<Response> {
     let cluster = required(&query, "cluster_name")?.to_string();
     let node = required(&query, "node")?.to_string();
-    let kind = required(&query, "type")?.to_ascii_lowercase();
-    if kind != "qemu" && kind != "lxc" {
-        return Err(ApiError::invalid(
-            "enum",
-            json!(["query", "type"]),
-            "Input should be 'qemu' or 'lxc'",
-        ));
-    }
+    let kind = guest_type(&query)?;
     let vmid = vmid(&query)?;
     let name = required(&query, "snapshot_name")?.to_string();
     let options = SyncOptions::from_query(&query)?;
@@ -266,6 +289,7 @@ pub async fn snapshot(State(state): State<AppState>, query: QueryParams) -> ApiR
     });
     let mut snapshot_options = options.clone();
     snapshot_options.only_guest = Some(only(Some(name.clone())));
+    // No snapshot or a failure may be its VM missing from NetBox: then the VM first.
     let (mut outcome, netbox) = run_one(
         &state,
         snapshot_options.clone(),
@@ -273,16 +297,19 @@ pub async fn snapshot(State(state): State<AppState>, query: QueryParams) -> ApiR
         "snapshot",
     )
     .await?;
-    if !dry_run && outcome.as_ref().is_none_or(|o| o.action == "error") {
-        // Its VM may be missing from NetBox: sync it, then the snapshot again.
-        let mut vm_options = options;
-        vm_options.only_guest = Some(only(None));
-        let (vm, _) = run_one(&state, vm_options, StageKind::VirtualMachines, "vm").await?;
-        if vm.is_some_and(|vm| vm.action != "error") {
-            outcome = run_one(&state, snapshot_options, StageKind::Snapshots, "snapshot")
-                .await?
-                .0;
-        }
+    if !dry_run
+        && outcome.as_ref().is_none_or(|o| o.action == "error")
+        && let Some(again) = child_after_vm(
+            &state,
+            options,
+            only(None),
+            snapshot_options,
+            StageKind::Snapshots,
+            "snapshot",
+        )
+        .await?
+    {
+        outcome = again;
     }
     let Some(outcome) = outcome else {
         return Err(not_found(format!(
